@@ -1,0 +1,67 @@
+"""``hoard ls [PREFIX]``: cached repos under a prefix, or the files of one repo."""
+
+from __future__ import annotations
+
+import click
+
+from hoard.store.address import SOURCES, parse_address, parse_prefix
+from hoard.store.catalog import file_state, list_repos, resolve_cached
+
+from .common import App, common_options, emit, table
+from .config import format_size
+
+
+def _is_repo_address(prefix: str) -> bool:
+    parts = parse_prefix(prefix)
+    need = 4 if len(parts) > 1 and parts[0] == "huggingface" and parts[1] in ("datasets", "spaces") else 3
+    return len(parts) >= need
+
+
+@click.command("ls")
+@click.argument("prefix", required=False, default="")
+@common_options()
+def ls(app: App, prefix: str) -> None:
+    """List cached repos (under PREFIX, e.g. huggingface/ or huggingface/org), or the files
+    of a repo (PREFIX = <source>/<owner>/<repo>[@rev])."""
+    if prefix and _is_repo_address(prefix):
+        _ls_files(app, prefix)
+        return
+    parts = parse_prefix(prefix)
+    key = "/".join(parts) + ("/" if parts else "")
+    repos = list_repos(app.store, key)
+    data = [r.as_dict() for r in repos]
+
+    def human() -> None:
+        if not repos:
+            where = f" under {prefix}" if prefix else ""
+            click.echo(f"nothing cached{where} (sources: {', '.join(SOURCES)})")
+            return
+        rows = []
+        for r in repos:
+            main = r.refs.get("main") or r.refs.get("latest") or (r.revisions[-1] if r.revisions else "-")
+            pct = f"{100 * r.cached / r.size:.0f}%" if r.size else "-"
+            rows.append([r.repo, main[:12], str(r.files), format_size(r.size), pct, "pinned" if r.pinned else ""])
+        click.echo(table(rows, ["REPO", "REVISION", "FILES", "SIZE", "CACHED", ""]))
+
+    emit(app, data, human)
+
+
+def _ls_files(app: App, text: str) -> None:
+    addr = parse_address(text)
+    rev, snap = resolve_cached(app.store, addr)
+    states = [
+        file_state(app.store, path, entry)
+        for path, entry in sorted(snap.files.items())
+        if not addr.path or path == addr.path or path.startswith(addr.path + "/")
+    ]
+    data = {"repo": addr.repo_key, "revision": rev, "files": [s.as_dict() for s in states]}
+
+    def human() -> None:
+        rows = []
+        for s in states:
+            pct = "100%" if s.complete else (f"{100 * s.present / s.entry.size:.0f}%" if s.entry.size else "0%")
+            rows.append([s.path, format_size(s.entry.size), pct])
+        click.echo(f"{addr.repo_key}@{rev}")
+        click.echo(table(rows, ["PATH", "SIZE", "CACHED"]))
+
+    emit(app, data, human)

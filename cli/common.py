@@ -1,0 +1,165 @@
+"""What every command shares: options, settings, the store, output, progress, errors.
+
+Output rules: human text on stdout by default; with ``--json`` one JSON document on stdout
+and nothing else there. Progress bars go to stderr, only when stderr is a terminal and
+``--json`` is off. Errors: one line ``hoard: <message>`` on stderr and the exit code from
+the error table in :mod:`hoard.store.errors`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from hoard.store.errors import HoardError, codes_for
+from hoard.store.store import Store
+
+from .config import ENV, Settings, load_settings
+
+__all__ = ["App", "common_options", "option_for", "emit", "progress_bar", "fail"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HELP = {
+    "home": "Store directory (default ~/.cache/hoard).",
+    "upstream": "Parent hoard proxy to fill from, e.g. http://cache:8090.",
+    "hf_endpoint": "Hugging Face Hub endpoint (default https://huggingface.co).",
+    "arweave_gateway": "Arweave gateway (default https://arweave.net).",
+    "github_url": "Base URL of ONNX hub manifests and media (default https://raw.githubusercontent.com).",
+    "torch_url": "Base URL of PyTorch weights (default https://download.pytorch.org).",
+    "listen": "Address to listen on (default 127.0.0.1:8090).",
+    "chunk_size": "Chunk size of lazy fetches (default 8MiB).",
+    "max_size": "Size gc trims the store to, e.g. 200GiB.",
+}
+
+
+def option_for(name: str, *flags: str, metavar: str | None = None) -> Callable[[F], F]:
+    """A settings option: its env var is resolved by click and named in the help."""
+    flag = flags or (f"--{name.replace('_', '-')}",)
+    return click.option(
+        *flag,
+        name,
+        envvar=ENV.get(name),
+        show_envvar=name in ENV,
+        default=None,
+        metavar=metavar,
+        help=_HELP.get(name, ""),
+    )
+
+
+class App:
+    """Per-invocation state: settings (lazily built), the store (lazily opened), output mode."""
+
+    def __init__(self, flags: dict[str, Any], as_json: bool) -> None:
+        self.flags = flags
+        self.json = as_json
+        self._settings: Settings | None = None
+        self._store: Store | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.flags)
+        return self._settings
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.store_config())
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def echo(self, text: str = "") -> None:
+        if not self.json:
+            click.echo(text)
+
+
+def common_options(*settings: str) -> Callable[[F], F]:
+    """Add ``--home``, ``--json`` and the named settings options; pass an :class:`App`."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            flags = {name: kwargs.pop(name) for name in ("home", *settings)}
+            app = App(flags, kwargs.pop("as_json"))
+            try:
+                return fn(app, **kwargs)
+            except HoardError as exc:
+                fail(exc)
+            except OSError as exc:
+                fail(exc)
+            finally:
+                app.close()
+
+        wrapped: Any = wrapper
+        for name in reversed(settings):
+            wrapped = option_for(name)(wrapped)
+        wrapped = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(wrapped)
+        wrapped = option_for("home", "--home", metavar="DIR")(wrapped)
+        return wrapped  # type: ignore[no-any-return]
+
+    return decorate
+
+
+def fail(exc: BaseException) -> None:
+    """Print one line for an error and exit with its code from the error table."""
+    msg = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and not isinstance(exc, HoardError) and exc.filename:
+        msg = f"{exc.strerror}: {exc.filename}"
+    click.echo(f"hoard: {msg}", err=True)
+    sys.exit(codes_for(exc).exit_code)
+
+
+def emit(app: App, data: Any, human: Callable[[], None] | str | None = None) -> None:
+    """Print ``data`` as JSON (``--json``) or the human form."""
+    if app.json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    elif callable(human):
+        human()
+    elif human is not None:
+        click.echo(human)
+
+
+@contextmanager
+def progress_bar(app: App, description: str, total: int | None, unit_bytes: bool = True) -> Iterator[Callable[[int], None]]:
+    """A progress callback (advance by n) drawing a bar on a terminal, else doing nothing."""
+    if app.json or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
+    if unit_bytes:
+        columns += [DownloadColumn(), TransferSpeedColumn()]
+    else:
+        columns += [MofNCompleteColumn()]
+    columns.append(TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """Plain aligned columns (no colours: output is often piped)."""
+    all_rows = [headers, *rows]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in all_rows]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""hoard.proxy"""

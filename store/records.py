@@ -1,0 +1,251 @@
+"""Binary encodings of the records kept in the LMDB index.
+
+Every value starts with a one-byte record version so a future hoard can tell old records from
+new ones; decoders refuse versions they do not know (:class:`StoreFormatError`). Fixed-size
+records are little-endian ``struct`` layouts; snapshot trees are zstd-compressed canonical JSON.
+``tests/test_records.py`` pins every layout with literal bytes: changing one is a format change
+and must bump :data:`hoard.store.index.FORMAT_VERSION`.
+
+Keys (see :mod:`hoard.store.index`):
+
+========== =============================== ==========================================
+database   key                             value
+========== =============================== ==========================================
+meta       ascii name                      ascii value
+blobs      b3 (32 raw bytes)               :class:`BlobRecord`
+aliases    alias text (``sha256:<hex>``)   b3 (32 raw bytes)
+byblob     b3 + alias text                 empty (reverse of ``aliases``)
+refs       repo key + ``\\0`` + ref name   :class:`RefRecord`
+snapshots  repo key + ``@`` + revision     :class:`Snapshot`
+partials   alias text                      :class:`PartialRecord`
+chunks     alias text + ``\\0`` + u32 BE   xxh3-64 of the chunk (u64 LE)
+pins       pin target text                 :class:`PinRecord`
+========== =============================== ==========================================
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import zstandard
+
+from .errors import StoreFormatError
+
+__all__ = [
+    "BlobRecord",
+    "RefRecord",
+    "PartialRecord",
+    "PinRecord",
+    "TreeEntry",
+    "Snapshot",
+    "ExpectedHash",
+    "encode_chunk_sum",
+    "decode_chunk_sum",
+]
+
+_V1 = 1
+
+
+def _check_version(data: bytes, what: str) -> None:
+    if not data:
+        raise StoreFormatError(f"empty {what} record")
+    if data[0] != _V1:
+        raise StoreFormatError(
+            f"{what} record has version {data[0]}, this hoard reads version {_V1}: "
+            "the store was written by a newer hoard"
+        )
+
+
+@dataclass(frozen=True)
+class ExpectedHash:
+    """The upstream's whole-file hash a partial must match before it is published.
+
+    ``kind`` is ``sha256`` (HF LFS, Arweave ``File-SHA256``, ONNX ``model_sha``), ``gitsha1``
+    (git blob sha1 of a non-LFS HF file) or ``blake3``. ``prefix`` marks a hash known only by
+    a prefix (torch weights name ``resnet18-f37072fd.pth``).
+    """
+
+    kind: str
+    hex: str
+    prefix: bool = False
+
+    KINDS = ("sha256", "gitsha1", "blake3")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"unknown hash kind {self.kind!r}")
+        if not self.hex or any(c not in "0123456789abcdef" for c in self.hex):
+            raise ValueError(f"hash must be lowercase hex, got {self.hex!r}")
+
+    @property
+    def alias(self) -> str | None:
+        """The alias this hash names, or None for a prefix (it names nothing by itself)."""
+        return None if self.prefix else f"{self.kind}:{self.hex}"
+
+    def encode(self) -> bytes:
+        kind = self.KINDS.index(self.kind) + 1
+        text = self.hex.encode()
+        return struct.pack("<BBB", kind, 1 if self.prefix else 0, len(text)) + text
+
+    @classmethod
+    def decode(cls, data: bytes) -> tuple[ExpectedHash | None, bytes]:
+        """Decode from the front of ``data``; returns the hash (or None) and the rest."""
+        kind, prefix, n = struct.unpack_from("<BBB", data)
+        rest = data[3 + n :]
+        if kind == 0:
+            return None, rest
+        return cls(cls.KINDS[kind - 1], data[3 : 3 + n].decode(), bool(prefix)), rest
+
+
+_NO_HASH = struct.pack("<BBB", 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class BlobRecord:
+    """A complete, verified blob: size, creation and last access (unix seconds), pin count."""
+
+    size: int
+    created: int
+    last_access: int
+    pins: int = 0
+
+    _FMT = struct.Struct("<BQqqI")
+
+    def encode(self) -> bytes:
+        return self._FMT.pack(_V1, self.size, self.created, self.last_access, self.pins)
+
+    @classmethod
+    def decode(cls, data: bytes) -> BlobRecord:
+        _check_version(data, "blob")
+        _, size, created, last_access, pins = cls._FMT.unpack(data)
+        return cls(size, created, last_access, pins)
+
+
+@dataclass(frozen=True)
+class RefRecord:
+    """A mutable name resolved to an immutable revision, and when that was learnt."""
+
+    revision: str
+    fetched_at: float
+
+    _HEAD = struct.Struct("<Bd")
+
+    def encode(self) -> bytes:
+        return self._HEAD.pack(_V1, self.fetched_at) + self.revision.encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> RefRecord:
+        _check_version(data, "ref")
+        _, fetched_at = cls._HEAD.unpack_from(data)
+        return cls(data[cls._HEAD.size :].decode(), fetched_at)
+
+
+@dataclass(frozen=True)
+class PartialRecord:
+    """A blob being filled chunk by chunk (its present chunks live in the ``chunks`` db).
+
+    ``tag`` (16 hex digits, random) names this incarnation's file ``partial/<alias>.<tag>``:
+    chunk records describe that file only, so a partial whose file was lost or replaced can
+    never be mistaken for one whose chunks are present.
+    """
+
+    size: int
+    chunk_size: int
+    created: int
+    tag: str
+    expected: ExpectedHash | None = None
+
+    _HEAD = struct.Struct("<BQIq8s")
+
+    @property
+    def nchunks(self) -> int:
+        return max(1, -(-self.size // self.chunk_size))
+
+    def encode(self) -> bytes:
+        head = self._HEAD.pack(_V1, self.size, self.chunk_size, self.created, bytes.fromhex(self.tag))
+        return head + (self.expected.encode() if self.expected else _NO_HASH)
+
+    @classmethod
+    def decode(cls, data: bytes) -> PartialRecord:
+        _check_version(data, "partial")
+        _, size, chunk_size, created, tag = cls._HEAD.unpack_from(data)
+        expected, _ = ExpectedHash.decode(data[cls._HEAD.size :])
+        return cls(size, chunk_size, created, tag.hex(), expected)
+
+
+@dataclass(frozen=True)
+class PinRecord:
+    """Why something is pinned: when, and an optional free-text note."""
+
+    created: int
+    note: str = ""
+
+    _HEAD = struct.Struct("<Bq")
+
+    def encode(self) -> bytes:
+        return self._HEAD.pack(_V1, self.created) + self.note.encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> PinRecord:
+        _check_version(data, "pin")
+        _, created = cls._HEAD.unpack_from(data)
+        return cls(created, data[cls._HEAD.size :].decode())
+
+
+_CHUNK_SUM = struct.Struct("<Q")
+
+
+def encode_chunk_sum(xxh3: int) -> bytes:
+    return _CHUNK_SUM.pack(xxh3)
+
+
+def decode_chunk_sum(data: bytes) -> int:
+    return _CHUNK_SUM.unpack(data)[0]
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One file of a snapshot: its size, its upstream identity (an alias) and source extras.
+
+    ``identity`` is the alias that names the content (``sha256:…``, ``gitsha1:…``, ``ar:…``,
+    ``b3:…``); ``meta`` holds what a source needs to answer its own API (for Hugging Face the
+    git blob oid and the LFS sha256) and is not interpreted by the store.
+    """
+
+    size: int
+    identity: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable revision of a repo: its files, and source-specific info about the revision."""
+
+    files: dict[str, TreeEntry]
+    created: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    _HEAD = struct.Struct("<Bq")
+
+    def encode(self) -> bytes:
+        doc = {
+            "files": {p: [e.size, e.identity, e.meta] for p, e in sorted(self.files.items())},
+            "info": self.info,
+        }
+        raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return self._HEAD.pack(_V1, self.created) + zstandard.ZstdCompressor(level=3).compress(raw)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Snapshot:
+        _check_version(data, "snapshot")
+        _, created = cls._HEAD.unpack_from(data)
+        doc = json.loads(zstandard.ZstdDecompressor().decompress(data[cls._HEAD.size :]))
+        files = {p: TreeEntry(v[0], v[1], v[2]) for p, v in doc["files"].items()}
+        return cls(files, created, doc.get("info", {}))
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.files.values())

@@ -1,0 +1,294 @@
+"""The store façade: blobs, partials, refs, snapshots and pins of one ``$HOARD_HOME``.
+
+Nothing here knows HTTP or FUSE. Several processes may open the same home at once; all
+coordination goes through LMDB transactions and the locks of :mod:`hoard.store.locks`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .blobs import ingest_bytes, ingest_file
+from .config import StoreConfig
+from .index import Index
+from .layout import Layout
+from .partial import Partial, Published, open_partial
+from .records import BlobRecord, ExpectedHash, PinRecord, RefRecord, Snapshot
+
+__all__ = ["Store", "BlobInfo", "Published"]
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    b3: str
+    size: int
+    path: Path
+    record: BlobRecord
+
+
+class Store:
+    """One store on disk. Thread-safe; open it once per process and share it."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self.layout = Layout(config.home)
+        self.layout.create()
+        self.index = Index(self.layout.index)
+        self._lock = threading.Lock()
+        self._partials: dict[str, tuple[Partial, int]] = {}
+        self._snapshots: OrderedDict[tuple[str, str], Snapshot] = OrderedDict()
+        self._touched: dict[str, int] = {}
+        self._last_flush = time.monotonic()
+
+    @property
+    def home(self) -> Path:
+        return self.config.home
+
+    @property
+    def chunk_size(self) -> int:
+        return self.config.chunk_size
+
+    def close(self) -> None:
+        self.flush_access()
+        with self._lock:
+            for partial, _ in self._partials.values():
+                partial.close()
+            self._partials.clear()
+        self.index.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- blobs ----------------------------------------------------------------------------
+
+    def blob_path(self, b3: str) -> Path:
+        return self.layout.blob_path(b3)
+
+    def blob(self, b3: str) -> BlobInfo | None:
+        rec = self.index.get_blob(b3)
+        if rec is None:
+            return None
+        return BlobInfo(b3, rec.size, self.layout.blob_path(b3), rec)
+
+    def resolve(self, alias: str) -> str | None:
+        """BLAKE3 of the complete blob an alias names, or None."""
+        return self.index.resolve(alias)
+
+    def lookup(self, alias: str) -> BlobInfo | None:
+        b3 = self.index.resolve(alias)
+        return None if b3 is None else self.blob(b3)
+
+    def add_file(
+        self,
+        src: Path,
+        *,
+        expected: ExpectedHash | None = None,
+        aliases: Iterable[str] = (),
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[str, int]:
+        return ingest_file(self.layout, self.index, src, expected=expected, aliases=aliases, progress=progress)
+
+    def add_bytes(
+        self, data: bytes, *, expected: ExpectedHash | None = None, aliases: Iterable[str] = ()
+    ) -> tuple[str, int]:
+        return ingest_bytes(self.layout, self.index, data, expected=expected, aliases=aliases)
+
+    def add_alias(self, alias: str, b3: str) -> None:
+        with self.index.write() as txn:
+            self.index.put_alias_in(txn, alias, b3)
+
+    def touch(self, b3: str) -> None:
+        """Note a use of a blob; written to the index in batches, never on the read path."""
+        self._touched[b3] = int(time.time())
+        if time.monotonic() - self._last_flush > self.config.access_flush_interval:
+            self.flush_access()
+
+    def flush_access(self) -> None:
+        with self._lock:
+            touched, self._touched = self._touched, {}
+            self._last_flush = time.monotonic()
+        if not touched:
+            return
+        with self.index.write() as txn:
+            for b3, when in touched.items():
+                rec = self.index.get_blob(b3, txn)
+                if rec is not None and rec.last_access < when:
+                    self.index.put_blob_in(
+                        txn, b3, BlobRecord(rec.size, rec.created, when, rec.pins)
+                    )
+
+    # -- partials -------------------------------------------------------------------------
+
+    def open_file(
+        self, alias: str, size: int, expected: ExpectedHash | None = None
+    ) -> Partial | Published:
+        """The blob for ``alias`` if complete, else its (shared, refcounted) partial.
+
+        Call :meth:`release` once per :class:`Partial` returned.
+        """
+        with self._lock:
+            held = self._partials.get(alias)
+            if held is not None and held[0].b3 is None:
+                self._partials[alias] = (held[0], held[1] + 1)
+                return held[0]
+        got = open_partial(
+            self.layout, self.index, alias, size, self.config.chunk_size, expected
+        )
+        if isinstance(got, Published):
+            return got
+        with self._lock:
+            held = self._partials.get(alias)
+            if held is not None and held[0].b3 is None:
+                # another thread opened it meanwhile: keep one instance
+                got.close()
+                self._partials[alias] = (held[0], held[1] + 1)
+                return held[0]
+            self._partials[alias] = (got, 1)
+        return got
+
+    def release(self, partial: Partial) -> None:
+        with self._lock:
+            held = self._partials.get(partial.alias)
+            if held is None or held[0] is not partial:
+                partial.close()
+                return
+            if held[1] > 1:
+                self._partials[partial.alias] = (partial, held[1] - 1)
+                return
+            del self._partials[partial.alias]
+        partial.close()
+
+    def partial_status(self, alias: str) -> tuple[int, int] | None:
+        """(present bytes, size) of a partial in the index, without opening it."""
+        with self.index.read() as txn:
+            rec = self.index.get_partial(alias, txn)
+            if rec is None:
+                return None
+            sums = self.index.chunk_sums(alias, txn)
+        cs = rec.chunk_size
+        present = sum(min(cs, rec.size - i * cs) for i in sums)
+        return present, rec.size
+
+    # -- refs and snapshots ---------------------------------------------------------------
+
+    def get_ref(self, repo: str, ref: str) -> RefRecord | None:
+        return self.index.get_ref(repo, ref)
+
+    def set_ref(self, repo: str, ref: str, revision: str, fetched_at: float | None = None) -> None:
+        with self.index.write() as txn:
+            self.index.put_ref_in(txn, repo, ref, RefRecord(revision, time.time() if fetched_at is None else fetched_at))
+
+    def get_snapshot(self, repo: str, revision: str) -> Snapshot | None:
+        key = (repo, revision)
+        with self._lock:
+            snap = self._snapshots.get(key)
+            if snap is not None:
+                self._snapshots.move_to_end(key)
+                return snap
+        snap = self.index.get_snapshot(repo, revision)
+        if snap is not None:
+            self._cache_snapshot(key, snap)
+        return snap
+
+    def put_snapshot(self, repo: str, revision: str, snap: Snapshot, refs: Iterable[str] = ()) -> None:
+        """Record an immutable revision, and point ``refs`` at it, in one transaction."""
+        now = time.time()
+        with self.index.write() as txn:
+            self.index.put_snapshot_in(txn, repo, revision, snap)
+            for ref in refs:
+                self.index.put_ref_in(txn, repo, ref, RefRecord(revision, now))
+        self._cache_snapshot((repo, revision), snap)
+
+    def _cache_snapshot(self, key: tuple[str, str], snap: Snapshot) -> None:
+        with self._lock:
+            self._snapshots[key] = snap
+            self._snapshots.move_to_end(key)
+            while len(self._snapshots) > 256:
+                self._snapshots.popitem(last=False)
+
+    def forget_snapshot(self, repo: str, revision: str) -> None:
+        with self._lock:
+            self._snapshots.pop((repo, revision), None)
+
+    def repos(self, prefix: str = "") -> list[str]:
+        """Repo keys with a cached snapshot or ref, sorted."""
+        seen: set[str] = set()
+        with self.index.read() as txn:
+            for repo, _ in self.index.iter_snapshot_keys(txn, prefix):
+                seen.add(repo)
+            for repo, _, _ in self.index.iter_refs(txn, prefix):
+                seen.add(repo)
+        return sorted(seen)
+
+    def revisions(self, repo: str) -> list[str]:
+        with self.index.read() as txn:
+            return [rev for r, rev in self.index.iter_snapshot_keys(txn, repo + "@") if r == repo]
+
+    def refs(self, repo: str) -> dict[str, RefRecord]:
+        with self.index.read() as txn:
+            return {ref: rec for r, ref, rec in self.index.iter_refs(txn, repo + "\0")}
+
+    # -- pins -----------------------------------------------------------------------------
+
+    def pin(self, target: str, note: str = "") -> bool:
+        """Pin ``blob:<b3>`` or ``snapshot:<repo>@<rev>``; False if it already was."""
+        with self.index.write() as txn:
+            if self.index.get_pin(target, txn) is not None:
+                return False
+            self.index.put_pin_in(txn, target, PinRecord(int(time.time()), note))
+            if target.startswith("blob:"):
+                self._adjust_pins(txn, target[5:], +1)
+        return True
+
+    def unpin(self, target: str) -> bool:
+        with self.index.write() as txn:
+            if not self.index.delete_pin_in(txn, target):
+                return False
+            if target.startswith("blob:"):
+                self._adjust_pins(txn, target[5:], -1)
+        return True
+
+    def _adjust_pins(self, txn: object, b3: str, delta: int) -> None:
+        rec = self.index.get_blob(b3, txn)  # type: ignore[arg-type]
+        if rec is not None:
+            pins = max(0, rec.pins + delta)
+            self.index.put_blob_in(txn, b3, BlobRecord(rec.size, rec.created, rec.last_access, pins))  # type: ignore[arg-type]
+
+    def pins(self) -> dict[str, PinRecord]:
+        with self.index.read() as txn:
+            return dict(self.index.iter_pins(txn))
+
+    # -- stats ----------------------------------------------------------------------------
+
+    def usage(self) -> dict[str, int]:
+        """Bytes and counts of blobs and partials (from the index; no directory walk)."""
+        blob_bytes = blobs = 0
+        partial_bytes = partials = 0
+        with self.index.read() as txn:
+            for _, rec in self.index.iter_blobs(txn):
+                blobs += 1
+                blob_bytes += rec.size
+            for alias, prec in self.index.iter_partials(txn):
+                partials += 1
+                cs = prec.chunk_size
+                partial_bytes += sum(min(cs, prec.size - i * cs) for i in self.index.chunk_sums(alias, txn))
+        return {
+            "blobs": blobs,
+            "blob_bytes": blob_bytes,
+            "partials": partials,
+            "partial_bytes": partial_bytes,
+            "total_bytes": blob_bytes + partial_bytes,
+        }
+
+    def disk_free(self) -> int:
+        st = os.statvfs(self.home)
+        return st.f_bavail * st.f_frsize

@@ -1,0 +1,1 @@
+"""Hermetic fakes for hoard's tests: deterministic content and a fake Hugging Face Hub + CDN."""
