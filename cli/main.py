@@ -47,3 +47,7 @@ _register_later_commands()
 
 def main() -> None:
     cli(prog_name="hoard")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,8 @@ code does not know raises :class:`StoreFormatError` rather than guessing.
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +43,10 @@ _DBS = ("meta", "blobs", "aliases", "byblob", "refs", "snapshots", "partials", "
 _MAP_SIZE = 1 << 40
 
 
+_OPEN: dict[str, tuple[lmdb.Environment, dict[str, lmdb._Database], int]] = {}
+_OPEN_LOCK = threading.Lock()
+
+
 def b3_key(b3hex: str) -> bytes:
     return bytes.fromhex(b3hex)
 
@@ -58,21 +64,33 @@ class Index:
 
     def __init__(self, path: Path, *, map_size: int = _MAP_SIZE, readonly: bool = False) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        try:
-            self.env = lmdb.open(
-                str(path),
-                map_size=map_size,
-                max_dbs=len(_DBS) + 2,
-                max_readers=512,
-                subdir=True,
-                readonly=readonly,
-                # reads come from many threads (FUSE, executors); transactions are not tied to them
-                lock=True,
-            )
-        except lmdb.Error as exc:
-            raise StoreFormatError(f"cannot open index at {path}: {exc}") from exc
-        self._db = {name: self.env.open_db(name.encode(), create=not readonly) for name in _DBS}
-        self._check_format(readonly)
+        self._key = os.path.realpath(path)
+        with _OPEN_LOCK:
+            shared = _OPEN.get(self._key)
+            if shared is not None:
+                # LMDB allows one environment per file per process: share it, refcounted
+                self.env, self._db, count = shared
+                _OPEN[self._key] = (self.env, self._db, count + 1)
+                return
+            try:
+                self.env = lmdb.open(
+                    str(path),
+                    map_size=map_size,
+                    max_dbs=len(_DBS) + 2,
+                    max_readers=512,
+                    subdir=True,
+                    readonly=readonly,
+                    lock=True,
+                )
+            except lmdb.Error as exc:
+                raise StoreFormatError(f"cannot open index at {path}: {exc}") from exc
+            try:
+                self._db = {name: self.env.open_db(name.encode(), create=not readonly) for name in _DBS}
+                self._check_format(readonly)
+            except BaseException:
+                self.env.close()
+                raise
+            _OPEN[self._key] = (self.env, self._db, 1)
 
     def _check_format(self, readonly: bool) -> None:
         with self.env.begin(write=not readonly) as txn:
@@ -94,6 +112,14 @@ class Index:
                 )
 
     def close(self) -> None:
+        with _OPEN_LOCK:
+            shared = _OPEN.get(self._key)
+            if shared is None or shared[0] is not self.env:
+                return
+            if shared[2] > 1:
+                _OPEN[self._key] = (shared[0], shared[1], shared[2] - 1)
+                return
+            del _OPEN[self._key]
         self.env.close()
 
     # -- transactions -------------------------------------------------------------------

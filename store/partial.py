@@ -239,10 +239,13 @@ class Partial:
             if not try_lock(self.fd, start, max(1, end - start)):
                 return None
             self._claimed.add(index)
-        # another process may have finished it between our last look and the lock
-        if self.index.has_chunk(self.alias, index):
-            self.refresh()
+        # another process may have filled it, or published the whole blob, since our last look
+        with self.index.read() as txn:
+            rec = self.index.get_partial(self.alias, txn)
+            stale = rec is None or rec.tag != self.rec.tag or self.index.has_chunk(self.alias, index, txn)
+        if stale:
             self._release(index)
+            self.refresh()
             return None
         return ChunkWriter(self, index)
 
@@ -331,6 +334,9 @@ class Partial:
         if not try_lock(self.fd, FINALIZE_OFFSET):
             return None
         try:
+            self.refresh()  # another process may have published it before we got the lock
+            if self.b3 is not None:
+                return self.b3
             if self._advance_hash() or self._hashed_chunks < self.nchunks:
                 return None
             try:
@@ -419,11 +425,11 @@ class ChunkWriter:
 
     def commit(self) -> list[int]:
         """Write, sync and mark the chunk present; returns chunks found corrupt hashing on."""
-        if self.pos != self.length:
-            raise IntegrityError(
-                f"{self.partial.alias}: chunk {self.index} short: {self.pos} of {self.length} bytes"
-            )
         try:
+            if self.pos != self.length:
+                raise IntegrityError(
+                    f"{self.partial.alias}: chunk {self.index} short: {self.pos} of {self.length} bytes"
+                )
             self.partial._write_chunk(self._buf, self.length, self.start)
             with memoryview(self._buf) as mv:
                 digest = xxhash.xxh3_64_intdigest(mv[: self.length])

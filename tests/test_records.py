@@ -1,0 +1,98 @@
+"""Golden bytes of every index record: changing a layout must be a deliberate format change."""
+
+from __future__ import annotations
+
+import pytest
+
+from hoard.store.errors import StoreFormatError
+from hoard.store.index import FORMAT_VERSION, Index
+from hoard.store.records import (
+    BlobRecord,
+    ExpectedHash,
+    PartialRecord,
+    PinRecord,
+    RefRecord,
+    Snapshot,
+    TreeEntry,
+    decode_chunk_sum,
+    encode_chunk_sum,
+)
+
+
+def test_blob_record_bytes() -> None:
+    rec = BlobRecord(size=1234, created=1700000000, last_access=1700000500, pins=2)
+    raw = rec.encode()
+    assert raw.hex() == (
+        "01"  # version
+        "d204000000000000"  # size
+        "00f1536500000000"  # created
+        "f4f2536500000000"  # last access
+        "02000000"  # pins
+    )
+    assert BlobRecord.decode(raw) == rec
+
+
+def test_ref_record_bytes() -> None:
+    rec = RefRecord("a" * 40, 1700000000.5)
+    raw = rec.encode()
+    assert raw[:9].hex() == "01" + "00002040fc54d941"
+    assert raw[9:] == b"a" * 40
+    assert RefRecord.decode(raw) == rec
+
+
+def test_partial_record_bytes() -> None:
+    rec = PartialRecord(size=10, chunk_size=4096, created=5, tag="0011223344556677",
+                        expected=ExpectedHash("sha256", "ab"))
+    raw = rec.encode()
+    assert raw.hex() == (
+        "01" "0a00000000000000" "00100000" "0500000000000000" "0011223344556677"
+        "01" "00" "02" "6162"
+    )
+    assert PartialRecord.decode(raw) == rec
+    bare = PartialRecord(size=0, chunk_size=4096, created=0, tag="00" * 8)
+    assert bare.encode()[-3:] == b"\0\0\0"
+    assert PartialRecord.decode(bare.encode()) == bare
+
+
+def test_expected_hash_prefix_and_kinds() -> None:
+    exp = ExpectedHash("sha256", "f37072fd", prefix=True)
+    got, rest = ExpectedHash.decode(exp.encode() + b"tail")
+    assert got == exp and rest == b"tail"
+    assert exp.alias is None
+    assert ExpectedHash("gitsha1", "00" * 20).alias == "gitsha1:" + "00" * 20
+    with pytest.raises(ValueError):
+        ExpectedHash("md5", "00")
+    with pytest.raises(ValueError):
+        ExpectedHash("sha256", "ABC")
+
+
+def test_pin_and_chunk_bytes() -> None:
+    assert PinRecord(7, "why").encode().hex() == "01" "0700000000000000" + b"why".hex()
+    assert encode_chunk_sum(0x0102030405060708).hex() == "0807060504030201"
+    assert decode_chunk_sum(bytes.fromhex("0807060504030201")) == 0x0102030405060708
+
+
+def test_snapshot_roundtrip_and_header() -> None:
+    snap = Snapshot({"b.bin": TreeEntry(3, "sha256:" + "1" * 64, {"oid": "x"}), "a": TreeEntry(0, "b3:" + "2" * 64)},
+                    created=9, info={"sha": "c" * 40})
+    raw = snap.encode()
+    assert raw[:9].hex() == "01" "0900000000000000"
+    assert raw[9:13] == b"\x28\xb5\x2f\xfd"  # zstd frame magic
+    assert Snapshot.decode(raw) == snap
+    assert snap.size == 3
+
+
+def test_unknown_record_version_is_refused() -> None:
+    raw = bytearray(BlobRecord(1, 2, 3).encode())
+    raw[0] = 9
+    with pytest.raises(StoreFormatError, match="version 9"):
+        BlobRecord.decode(bytes(raw))
+
+
+def test_index_refuses_unknown_format(tmp_path) -> None:
+    idx = Index(tmp_path / "index")
+    with idx.write() as txn:
+        txn.put(b"format", str(FORMAT_VERSION + 1).encode(), db=idx.db("meta"))
+    idx.close()
+    with pytest.raises(StoreFormatError, match="format"):
+        Index(tmp_path / "index")
