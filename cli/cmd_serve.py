@@ -1,16 +1,40 @@
-"""``hoard serve``: the pull-through proxy."""
+"""``hoard serve``: the pull-through proxy (Hugging Face API, hoard API, metrics)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import click
 
-from hoard.store.errors import UsageError
+from hoard.proxy.app import serve as run_server
 
 from .common import App, common_options
+from .runtime import proxy_config, setup_logging
 
 
 @click.command("serve")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 @common_options("listen", "upstream", "hf_endpoint", "arweave_gateway", "github_url", "torch_url", "chunk_size")
-def serve(app: App) -> None:
-    """Run the pull-through proxy (Hugging Face Hub API, hoard API /v1, /metrics)."""
-    raise UsageError("serve is not available in this build yet")
+def serve(app: App, log_level: str) -> None:
+    """Run the pull-through proxy until SIGINT/SIGTERM.
+
+    \b
+    Point clients at it:
+      HF_ENDPOINT=http://127.0.0.1:8090 python -c 'import transformers; ...'
+    hoard's own API: /v1/files/<address>, /v1/blobs/<b3>, /v1/trees/<address>,
+    admin endpoints under /v1/, /metrics and /healthz. Binds 127.0.0.1 unless --listen says
+    otherwise; client tokens are forwarded to the origin only, never stored or logged.
+    """
+    setup_logging(log_level)
+    settings = app.settings
+    config = proxy_config(settings, local_user=False)
+    store = app.store
+
+    def ready(url: str) -> None:
+        if app.json:
+            click.echo(json.dumps({"url": url, "home": str(settings.home)}), nl=True)
+        else:
+            click.echo(f"hoard: serving {settings.home} on {url}", nl=True)
+
+    asyncio.run(run_server(config, store, ready))

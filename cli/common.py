@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,10 +95,18 @@ def common_options(*settings: str) -> Callable[[F], F]:
             app = App(flags, kwargs.pop("as_json"))
             try:
                 return fn(app, **kwargs)
-            except HoardError as exc:
+            except (HoardError, OSError) as exc:
                 fail(exc)
-            except OSError as exc:
-                fail(exc)
+            except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+                raise
+            except KeyboardInterrupt:
+                click.echo("hoard: interrupted", err=True)
+                sys.exit(130)
+            except Exception as exc:  # the CLI's catch-all: one line, not a traceback
+                if os.environ.get("HOARD_DEBUG"):
+                    raise
+                click.echo(f"hoard: internal error: {type(exc).__name__}: {exc} (HOARD_DEBUG=1 shows the traceback)", err=True)
+                sys.exit(1)
             finally:
                 app.close()
 

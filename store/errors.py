@@ -8,7 +8,11 @@ of hoard::
     ├── InvalidAddress (ValueError)          a name hoard refuses: traversal, NUL, empty segment
     │   └── NameTooLong                      a segment over 255 bytes
     ├── NotFound (FileNotFoundError)         no such repo, revision or file (here or at the origin)
+    │   ├── RepoNotFound
+    │   ├── RevisionNotFound
+    │   └── EntryNotFound                    no such file in an existing revision
     ├── AccessDenied (PermissionError)       the origin refuses this client (gated, private)
+    │   └── GatedRepo                        access needs accepting the repo's conditions
     ├── RangeNotSatisfiable (ValueError)     a byte range outside the file
     ├── IntegrityError                       bytes whose length or hash does not match
     ├── OriginError                          the origin answered with a permanent error
@@ -33,7 +37,11 @@ __all__ = [
     "InvalidAddress",
     "NameTooLong",
     "NotFound",
+    "RepoNotFound",
+    "RevisionNotFound",
+    "EntryNotFound",
     "AccessDenied",
+    "GatedRepo",
     "RangeNotSatisfiable",
     "IntegrityError",
     "OriginError",
@@ -66,8 +74,34 @@ class NotFound(HoardError, FileNotFoundError):
     kind = "not_found"
 
 
+class RepoNotFound(NotFound):
+    kind = "repo_not_found"
+
+
+class RevisionNotFound(NotFound):
+    kind = "revision_not_found"
+
+
+class EntryNotFound(NotFound):
+    """No such file in a revision that exists; ``revision`` names it when known."""
+
+    kind = "entry_not_found"
+
+    def __init__(self, message: str, revision: str | None = None) -> None:
+        super().__init__(message)
+        self.revision = revision
+
+
 class AccessDenied(HoardError, PermissionError):
     kind = "access_denied"
+
+    def __init__(self, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GatedRepo(AccessDenied):
+    kind = "gated_repo"
 
 
 class RangeNotSatisfiable(HoardError, ValueError):

@@ -445,4 +445,8 @@ class ChunkWriter:
         if not self._done:
             self._done = True
             self.partial._release(self.index)
-            self._buf.close()
+
+    def dispose(self) -> None:
+        """Free the chunk's buffer (after commit or abort, once no reader needs :meth:`view`)."""
+        self._finish()
+        self._buf.close()

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import blake3 as _blake3
 
-__all__ = ["Content", "HASH_STEP"]
+__all__ = ["HASH_STEP", "Content"]
 
 #: Step used when hashing; large enough to amortise call overhead, small enough for RAM.
 HASH_STEP = 8 << 20

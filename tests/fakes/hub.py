@@ -10,7 +10,7 @@ download side of the Hub protocol the way huggingface.co does (see
   on a 40-hex commit they are served directly; LFS files 302 to an **absolute**,
   HMAC-signed, expiring URL on the CDN origin, which ignores ``Authorization``;
 * Xet is advertised by default (``X-Xet-Hash``, ``Link rel="xet-auth"``, ``xetHash``
-  in listings) — the proxy under test must strip it; ``/xet-read-token`` answers 500;
+  in listings) — the proxy under test must strip it; ``/xet-read-token`` answers 404;
 * the CDN ``ETag`` is the Xet hash (or an S3-style etag), never the sha256;
 * unknown repos answer a **bare** 401 to anonymous callers, 404 ``RepoNotFound`` to
   token holders; gated repos keep public metadata but 401/403 ``GatedRepo`` on files;
@@ -19,8 +19,8 @@ download side of the Hub protocol the way huggingface.co does (see
 
 Every request is logged (`RequestRecord`), payload bytes are counted per origin, and
 `Fault` switches inject latency, 5xx/429, mid-body drops, stalls, throttling,
-corruption, wrong lengths and ignored ranges. Repository state lives in `hubmodel`-
-style dataclasses below (`FileEntry`, `Commit`, `Repo`); commits are immutable, so a
+corruption, wrong lengths and ignored ranges. Repository state is plain dataclasses
+(`FileEntry`, `Commit`, `Repo`) guarded by one lock; commits are immutable, so a
 commit-pinned answer never changes while branches move with `FakeHub.commit`.
 """
 
@@ -36,15 +36,16 @@ import json
 import re
 import threading
 import time
-from collections.abc import Coroutine, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta, timezone
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from .content import Content
 
@@ -52,8 +53,8 @@ __all__ = [
     "DEFAULT_LFS_PATTERNS",
     "DEFAULT_LFS_THRESHOLD",
     "Commit",
-    "Fault",
     "FakeHub",
+    "Fault",
     "FileEntry",
     "Repo",
     "RequestRecord",
@@ -64,26 +65,27 @@ Gated = Literal[False, "auto", "manual"]
 Origin = Literal["hub", "cdn"]
 FileSpec = bytes | str | Content
 _T = TypeVar("_T")
+_Denial = tuple[int, str | None, str]  # status, X-Error-Code, X-Error-Message
 
 MiB = 1 << 20
 #: The Hub refuses plain-git files above 10 MB; anything this big goes to LFS.
 DEFAULT_LFS_THRESHOLD = 10 * MiB
 #: The patterns of the `.gitattributes` the Hub writes into every new repository (+ gguf).
+# fmt: off
 DEFAULT_LFS_PATTERNS: tuple[str, ...] = (
-    "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gguf", "*.gz", "*.h5",
-    "*.joblib", "*.lfs.*", "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx",
-    "*.ot", "*.parquet", "*.pb", "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar",
-    "*.safetensors", "saved_model/**/*", "*.tar.*", "*.tar", "*.tflite", "*.tgz", "*.wasm",
-    "*.xz", "*.zip", "*.zst", "*tfevents*",
-)  # fmt: skip
+    "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gguf", "*.gz", "*.h5", "*.joblib", "*.lfs.*",
+    "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot", "*.parquet", "*.pb", "*.pickle",
+    "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors", "saved_model/**/*", "*.tar.*", "*.tar", "*.tflite",
+    "*.tgz", "*.wasm", "*.xz", "*.zip", "*.zst", "*tfevents*",
+)
+# fmt: on
 _TEXT_SUFFIXES = frozenset(
-    ".json .txt .md .py .jinja .yaml .yml .csv .tsv .cfg .ini .toml .gitattributes .html".split()
+    {".json", ".txt", ".md", ".py", ".jinja", ".yaml", ".yml", ".csv", ".tsv", ".cfg", ".ini", ".toml", ".html"}
 )
 _PLURAL: dict[str, str] = {"model": "models", "dataset": "datasets", "space": "spaces"}
 _SINGULAR = {v: k for k, v in _PLURAL.items()}
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-_EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _UNSATISFIABLE = (-1, -1)
 #: Redirect bodies as the Hub's Express server writes them.
@@ -118,9 +120,7 @@ class FileEntry:
     @cached_property
     def pointer(self) -> bytes:
         """The git-lfs pointer file git stores instead of the bytes."""
-        return (
-            f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\nsize {self.size}\n"
-        ).encode()
+        return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\nsize {self.size}\n").encode()
 
     @cached_property
     def oid(self) -> str:
@@ -224,8 +224,14 @@ class RequestRecord:
     query: str  # raw query string
     headers: dict[str, str]
     status: int | None = None
-    bytes_sent: int = 0
-    completed: bool = False  # body fully written (False after a drop or a client abort)
+    body_length: int | None = None  # payload bytes the response meant to send (None: none)
+    bytes_sent: int = 0  # payload bytes handed to the socket
+    aborted: bool = False  # the fake cut the connection (drop_after / wrong_length)
+
+    @property
+    def completed(self) -> bool:
+        """The whole intended body went out (False after a drop or a client abort)."""
+        return not self.aborted and self.bytes_sent >= (self.body_length or 0)
 
     @property
     def authorization(self) -> str | None:
@@ -345,6 +351,11 @@ _REC: Any = web.RequestKey("fakehub_record", RequestRecord) if hasattr(web, "Req
 _PLAN: Any = web.RequestKey("fakehub_plan", Fault) if hasattr(web, "RequestKey") else "fakehub_plan"
 
 
+def _bearer(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else None
+
+
 def _flip(data: bytes) -> bytes:
     """Corrupt a block without changing its length (last byte inverted)."""
     return data[:-1] + bytes([data[-1] ^ 0xFF]) if data else data
@@ -366,7 +377,7 @@ class FakeHub:
         xet: bool = True,
         lfs_threshold: int = DEFAULT_LFS_THRESHOLD,
         url_ttl: float = 3600.0,
-        gzip: bool = True,
+        compress: bool = True,
         gzip_min_size: int = 0,
         ratelimit_headers: bool = True,
         tokens: Iterable[str] | None = None,
@@ -379,7 +390,7 @@ class FakeHub:
         self.lfs_threshold = lfs_threshold
         self.url_ttl = url_ttl  # lifetime of signed CDN URLs, seconds
         self.time_shift = 0.0  # added to the clock: expire signed URLs without sleeping
-        self.gzip = gzip
+        self.compress = compress  # gzip text/JSON GETs when the client accepts it
         self.gzip_min_size = gzip_min_size
         self.ratelimit_headers = ratelimit_headers
         self.warning: str | None = None  # "topic; message" sent as X-HF-Warning on hub answers
@@ -436,16 +447,18 @@ class FakeHub:
     def pause(self, origin: Origin | None = None) -> None:
         """Make an origin (default both) unreachable: close the listener and every
         connection, so clients get *connection refused* until `resume`."""
-        for name in ("hub", "cdn") if origin is None else (origin,):
+        names: tuple[Origin, ...] = ("hub", "cdn") if origin is None else (origin,)
+        for name in names:
             runner = self._runners.pop(name, None)
             if runner is not None:
                 self._call(runner.cleanup())
 
     def resume(self, origin: Origin | None = None) -> None:
         """Listen again on the same port(s) (the first start picks free ports)."""
-        for name in ("hub", "cdn") if origin is None else (origin,):
+        names: tuple[Origin, ...] = ("hub", "cdn") if origin is None else (origin,)
+        for name in names:
             if name not in self._runners:
-                self._call(self._open(name))  # type: ignore[arg-type]
+                self._call(self._open(name))
 
     def restart(self) -> None:
         """Drop every connection and start again on the same ports."""
@@ -476,9 +489,7 @@ class FakeHub:
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._ports.get(origin, 0))
         await site.start()
-        server = site._server  # noqa: SLF001 - the only way to learn the bound port
-        assert server is not None and server.sockets
-        self._ports[origin] = server.sockets[0].getsockname()[1]
+        self._ports[origin] = runner.addresses[0][1]
         self._runners[origin] = runner
 
     # -- repositories --------------------------------------------------------------------
@@ -508,11 +519,15 @@ class FakeHub:
                 raise ValueError(f"{repo_type} {repo_id} exists")
             patterns = tuple(lfs_patterns)
             repo = Repo(
-                repo_type=repo_type, repo_id=repo_id, private=private, gated=gated,
-                allowed_tokens=set(allowed_tokens), lfs_patterns=patterns,
+                repo_type=repo_type,
+                repo_id=repo_id,
+                private=private,
+                gated=gated,
+                allowed_tokens=set(allowed_tokens),
+                lfs_patterns=patterns,
                 lfs_threshold=self.lfs_threshold if lfs_threshold is None else lfs_threshold,
                 created_at=_iso(self._tick()),
-            )  # fmt: skip
+            )
             self._repos[(repo_type, repo_id)] = repo
             parent = None
             if gitattributes and ".gitattributes" not in files:
@@ -648,11 +663,14 @@ class FakeHub:
             tree[entry.path] = entry
             if entry.lfs:
                 self._objects[entry.sha256] = self._objects[entry.xet_hash] = content
-        digest = hashlib.sha1(f"commit\0{repo.repo_type}/{repo.repo_id}\0{parent.sha if parent else ''}\0{title}".encode())
+        digest = hashlib.sha1(
+            f"commit\0{repo.repo_type}/{repo.repo_id}\0{parent.sha if parent else ''}\0{title}".encode()
+        )
         for path in sorted(tree):
             digest.update(f"\n{path}\0{tree[path].oid}".encode())
-        commit = Commit(digest.hexdigest(), parent.sha if parent else None, title, _iso(self._tick()),
-                        MappingProxyType(tree))  # fmt: skip
+        commit = Commit(
+            digest.hexdigest(), parent.sha if parent else None, title, _iso(self._tick()), MappingProxyType(tree)
+        )
         repo.commits.setdefault(commit.sha, commit)
         return repo.commits[commit.sha]
 
@@ -682,9 +700,16 @@ class FakeHub:
             and (status is None or r.status == status)
         ]
 
-    def count(self, path_contains: str | None = None, **criteria: Any) -> int:
-        """``len(find(...))``: e.g. ``hub.count("xet-read-token")``."""
-        return len(self.find(path_contains, **criteria))
+    def count(
+        self,
+        path_contains: str | None = None,
+        *,
+        method: str | None = None,
+        origin: Origin | None = None,
+        status: int | None = None,
+    ) -> int:
+        """``len(find(...))``, e.g. ``hub.count("xet-read-token")``."""
+        return len(self.find(path_contains, method=method, origin=origin, status=status))
 
     @property
     def bytes_sent(self) -> dict[str, int]:
@@ -699,13 +724,43 @@ class FakeHub:
 
     # -- faults --------------------------------------------------------------------------
 
-    def fault(self, **switches: Any) -> Fault:
-        """Register a `Fault` (see its docstring); returns it (``.hits`` counts uses)."""
-        names = {f.name for f in fields(Fault)} - {"hits"}
-        unknown = set(switches) - names
-        if unknown:
-            raise TypeError(f"unknown fault switch(es): {sorted(unknown)}")
-        fault = Fault(**switches)
+    def fault(
+        self,
+        *,
+        path_contains: str | None = None,
+        origin: Origin | None = None,
+        method: str | None = None,
+        times: int | None = None,
+        latency: float = 0.0,
+        status: int | None = None,
+        retry_after: int = 1,
+        drop_after: int | None = None,
+        stall: float = 0.0,
+        stall_at: int = 0,
+        slow: int | None = None,
+        corrupt: bool = False,
+        wrong_length: int = 0,
+        wrong_length_header: bool = False,
+        ignore_range: bool = False,
+    ) -> Fault:
+        """Register a `Fault` (switches as documented there); returns it (``.hits`` counts uses)."""
+        fault = Fault(
+            path_contains=path_contains,
+            origin=origin,
+            method=method,
+            times=times,
+            latency=latency,
+            status=status,
+            retry_after=retry_after,
+            drop_after=drop_after,
+            stall=stall,
+            stall_at=stall_at,
+            slow=slow,
+            corrupt=corrupt,
+            wrong_length=wrong_length,
+            wrong_length_header=wrong_length_header,
+            ignore_range=ignore_range,
+        )
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -728,12 +783,13 @@ class FakeHub:
 
     # -- HTTP plumbing -------------------------------------------------------------------
 
-    def _middleware(self, origin: Origin) -> Any:
+    def _middleware(self, origin: Origin) -> Middleware:
         @web.middleware
-        async def log_and_fault(request: web.Request, handler: Any) -> web.StreamResponse:
+        async def log_and_fault(request: web.Request, handler: Handler) -> web.StreamResponse:
             path, _, query = request.raw_path.partition("?")
-            record = RequestRecord(origin, request.method, path, query,
-                                   {k.lower(): v for k, v in request.headers.items()})  # fmt: skip
+            record = RequestRecord(
+                origin, request.method, path, query, {k.lower(): v for k, v in request.headers.items()}
+            )
             with self._lock:
                 self._log.append(record)
             plan = self._take_faults(record)
@@ -756,7 +812,9 @@ class FakeHub:
             message = "You have been rate-limited; you can retry this action in about 5 minutes."
             return await self._error(request, status, None, message, api=True, headers=headers)
         if status == 500:
-            return await self._error(request, status, None, "Internal Error - We're working hard to fix this as soon as possible!", api=True)  # noqa: E501
+            return await self._error(
+                request, status, None, "Internal Error - We're working hard to fix this as soon as possible!", api=True
+            )
         html = f"<html><head><title>{status}</title></head><body><center><h1>{status}</h1></center></body></html>\n"
         return await self._send(request, status, {"Content-Type": "text/html"}, html.encode())
 
@@ -804,18 +862,27 @@ class FakeHub:
         headers = dict(headers)
         self._origin_headers(request, status, headers)
         chunks: Iterable[bytes] = content.iter_range(start, end, self.block_size)
-        length: int | None = end - start
+        length: int | None = end - start  # None: no Content-Length (chunked gzip)
+        body_length = end - start
         corrupt = plan.corrupt
         if (
-            gzip_ok and self.gzip and status == 200 and request.method == "GET" and length >= self.gzip_min_size
+            gzip_ok
+            and self.compress
+            and status == 200
+            and request.method == "GET"
+            and end - start >= self.gzip_min_size
             and _accepts_gzip(request.headers.get("Accept-Encoding", ""))
-        ):  # fmt: skip
+        ):
             raw = content.read(start, end)
             payload = gzip.compress(_flip(raw) if corrupt else raw, mtime=0)
-            chunks, length, corrupt = [payload], None, False
+            chunks, length, body_length, corrupt = [payload], None, len(payload), False
             headers["Content-Encoding"] = "gzip"
             headers["Vary"] = headers.get("Vary", "Origin") + ", Accept-Encoding"
         response = web.StreamResponse(status=status, headers=headers)
+        record: RequestRecord = request[_REC]
+        record.status = status  # before the client can see the answer
+        if request.method != "HEAD" and status not in (204, 304):
+            record.body_length = body_length
         if length is not None:
             declared = length + (plan.wrong_length if plan.wrong_length_header else 0)
             response.headers["Content-Length"] = str(max(0, declared))
@@ -835,65 +902,56 @@ class FakeHub:
         plan: Fault,
         corrupt: bool,
     ) -> None:
+        """Stream ``chunks`` in blocks, honouring drop/stall/slow/corrupt/wrong_length.
+
+        Accounting happens *before* each transport write and the abort flag before each
+        close, so a test that has just read the response already sees both."""
         record: RequestRecord = request[_REC]
-        transport = request.transport
         limit = None if length is None or plan.wrong_length >= 0 else length + plan.wrong_length
         stall_pending = plan.stall > 0
         sent = 0
 
-        async def write(piece: bytes) -> None:
+        def account(n: int) -> None:
             nonlocal sent
-            await response.write(piece)
-            sent += len(piece)
-            record.bytes_sent += len(piece)
+            sent += n
+            record.bytes_sent += n
             with self._lock:
-                self._bytes[record.origin] += len(piece)
-            if plan.slow:
-                await asyncio.sleep(len(piece) / plan.slow)
+                self._bytes[record.origin] += n
 
-        def close() -> web.StreamResponse:
-            if transport is not None:
-                transport.close()  # flushes what was written, then FIN: a truncated body
-            return response
+        def abort(extra: bytes = b"") -> None:
+            record.aborted = True
+            if request.transport is not None:
+                account(len(extra))
+                request.transport.write(extra)
+                request.transport.close()  # flushes what was written, then FIN: a truncated body
 
-        await response.write(b"")  # flush the headers now (stalls happen "mid-response")
+        await response.write(b"")  # flush the headers now, so stalls happen mid-response
         for chunk in chunks:
             view = _flip(chunk) if corrupt else chunk
-            while view:
+            while view and (limit is None or sent < limit):
                 if stall_pending and sent >= plan.stall_at:
                     stall_pending = False
                     await asyncio.sleep(plan.stall)
                 if plan.drop_after is not None and sent >= plan.drop_after:
-                    close()
-                    return
-                if limit is not None and sent >= limit:
-                    break
-                step = len(view)
-                if plan.slow:
-                    step = min(step, max(1, plan.slow // 20))
+                    return abort()
+                step = min(len(view), max(1, plan.slow // 20)) if plan.slow else len(view)
                 for boundary in (plan.drop_after, limit, plan.stall_at if stall_pending else None):
                     if boundary is not None and sent < boundary < sent + step:
                         step = boundary - sent
                 piece, view = view[:step], view[step:]
-                await write(piece)
+                account(len(piece))
+                await response.write(piece)
+                if plan.slow:
+                    await asyncio.sleep(len(piece) / plan.slow)
         if stall_pending:
             await asyncio.sleep(plan.stall)
-        if plan.drop_after is not None and sent >= plan.drop_after and length is not None and sent < length:
-            close()
-            return
         if plan.wrong_length and length is not None:
             extra = Content(b"wrong-length", max(0, plan.wrong_length)).read()
-            if plan.wrong_length_header:
-                if extra:
-                    await write(extra)
-            else:
-                if extra and transport is not None:
-                    transport.write(extra)
-                    record.bytes_sent += len(extra)
-                close()
-                return
+            if not plan.wrong_length_header:
+                return abort(extra)  # body length != Content-Length: the peer sees a broken message
+            account(len(extra))
+            await response.write(extra)
         await response.write_eof()
-        record.completed = True
 
     async def _error(
         self,
@@ -916,9 +974,11 @@ class FakeHub:
         out["Content-Type"] = "text/plain; charset=utf-8"
         return await self._send(request, status, out, message.encode())
 
-    async def _json(self, request: web.Request, obj: Any, headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+    async def _json(
+        self, request: web.Request, obj: object, headers: Mapping[str, str] | None = None
+    ) -> web.StreamResponse:
         body = json.dumps(obj, separators=(",", ":")).encode()
-        etag = 'W/"%x-%s"' % (len(body), base64.b64encode(hashlib.sha1(body).digest()).decode()[:27])
+        etag = f'W/"{len(body):x}-{base64.b64encode(hashlib.sha1(body).digest()).decode()[:27]}"'
         out = {"Content-Type": "application/json; charset=utf-8", "ETag": etag, **(headers or {})}
         if request.headers.get("If-None-Match") == etag:
             return await self._send(request, 304, out)
@@ -949,7 +1009,6 @@ class FakeHub:
         start, end = window
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{content.size}"
         return await self._send(request, 206, headers, content, start=start, end=end)
-
 
     # -- hub origin: routing -------------------------------------------------------------
 
@@ -985,29 +1044,34 @@ class FakeHub:
             return 1
         return min(2, len(segs))
 
-    def _deny(self, request: web.Request, repo: Repo | None, *, files: bool, api: bool) -> Coroutine[Any, Any, web.StreamResponse] | None:  # noqa: E501
-        """The Hub's access rules; returns the error response to send, or None."""
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    def _access_error(self, request: web.Request, repo: Repo | None, *, files: bool) -> _Denial | None:
+        """The Hub's access rules: (status, X-Error-Code, message) to answer, or None."""
+        token = _bearer(request)
         if token is not None and self.tokens is not None and token not in self.tokens:
-            return self._error(request, 401, None, "Invalid credentials in Authorization header", api=api)
+            return 401, None, "Invalid credentials in Authorization header"
         if repo is None or (repo.private and token not in repo.allowed_tokens):
-            if token is None:  # anti-enumeration: bare 401, no X-Error-Code
-                return self._error(request, 401, None, "Invalid username or password.", api=api)
-            return self._error(request, 404, "RepoNotFound", "Repository not found", api=api)
+            if token is None:  # anti-enumeration: a bare 401, no X-Error-Code
+                return 401, None, "Invalid username or password."
+            return 404, "RepoNotFound", "Repository not found"
         if files and repo.gated and token not in repo.allowed_tokens:
             what = f"Access to {repo.repo_type} {repo.repo_id} is restricted"
             if token is None:
-                msg = f"{what}. You must have access to it and be authenticated to access it. Please log in."
-                return self._error(request, 401, "GatedRepo", msg, api=api)
-            msg = f"{what} and you are not in the authorized list. Visit {self.url}/{repo.repo_id} to ask for access."
-            return self._error(request, 403, "GatedRepo", msg, api=api)
+                return (
+                    401,
+                    "GatedRepo",
+                    f"{what}. You must have access to it and be authenticated to access it. Please log in.",
+                )
+            return (
+                403,
+                "GatedRepo",
+                f"{what} and you are not in the authorized list. Visit {self.url}/{repo.repo_id} to ask for access.",
+            )
         return None
 
     # -- hub origin: /resolve --------------------------------------------------------------
 
     async def _resolve(self, request: web.Request, raw: list[str], segs: list[str]) -> web.StreamResponse:
-        repo_type = _SINGULAR.get(segs[0], "model") if segs[0] in ("datasets", "spaces") else "model"
+        repo_type = _SINGULAR[segs[0]] if segs[0] in ("datasets", "spaces") else "model"
         i = 0 if repo_type == "model" else 1
         width = 2 if len(segs) > i + 2 and segs[i + 2] == "resolve" else 1
         if len(segs) < i + width + 3 or segs[i + width] != "resolve" or request.method not in ("GET", "HEAD"):
@@ -1022,9 +1086,9 @@ class FakeHub:
         if rev == "refs" and len(segs) > rest + 1 and segs[rest] in ("pr", "convert"):  # unencoded refs/pr/1
             rev, rest = f"refs/{segs[rest]}/{segs[rest + 1]}", rest + 2
         path = "/".join(segs[rest:])
-        denied = self._deny(request, repo, files=True, api=False)
+        denied = self._access_error(request, repo, files=True)
         if denied is not None:
-            return await denied
+            return await self._error(request, *denied, api=False)
         assert repo is not None
         with self._lock:
             sha = repo.resolve(rev)
@@ -1050,9 +1114,9 @@ class FakeHub:
         if len(segs) < 5 or segs[0] not in _SINGULAR or request.method not in ("GET", "HEAD"):
             return await self._error(request, 404, None, "Not Found", api=True)
         repo, _ = self._lookup(_SINGULAR[segs[0]], "/".join(segs[1:3]))
-        denied = self._deny(request, repo, files=True, api=False)
+        denied = self._access_error(request, repo, files=True)
         if denied is not None:
-            return await denied
+            return await self._error(request, *denied, api=False)
         assert repo is not None
         commit = repo.commits.get(segs[3])
         if commit is None:
@@ -1121,8 +1185,11 @@ class FakeHub:
         if head == "resolve-cache":
             return await self._resolve_cache(request, segs[1:])
         if head == "whoami-v2":
-            denied = self._deny(request, None, files=False, api=True) if "Authorization" not in request.headers else None
-            return await denied if denied else await self._json(request, {"type": "user", "name": "fake-user"})
+            token = _bearer(request)
+            if token is None or (self.tokens is not None and token not in self.tokens):
+                message = "Invalid credentials in Authorization header" if token else "Invalid username or password."
+                return await self._error(request, 401, None, message, api=True)
+            return await self._json(request, {"type": "user", "name": "fake-user", "auth": {"type": "access_token"}})
         if head not in _SINGULAR or len(segs) < 2:
             return await self._error(request, 404, None, "Sorry, we can't find the page you are looking for.", api=True)
         repo_type = _SINGULAR[head]
@@ -1134,11 +1201,12 @@ class FakeHub:
             location = "/".join(["/api", head, quote(canonical), *tail]) + ("?" + query if query else "")
             return await self._redirect(request, 307, location)
         action, args = (segs[1 + width], segs[2 + width :]) if len(segs) > 1 + width else ("", [])
-        if action == "xet-read-token":  # recorded by the middleware; Xet is not implemented
-            return await self._error(request, 500, None, "fake hub: Xet is not implemented", api=True)
-        denied = self._deny(request, repo, files=False, api=True)
+        if action == "xet-read-token":  # recorded by the middleware; Xet is not implemented.
+            # 404, not 5xx: clients retry 5xx with back-off for ~20 s before failing.
+            return await self._error(request, 404, None, "fake hub: Xet is not implemented", api=True)
+        denied = self._access_error(request, repo, files=False)
         if denied is not None:
-            return await denied
+            return await self._error(request, *denied, api=True)
         assert repo is not None
         if action == "refs":
             return await self._json(request, self._refs(repo, _truthy(request.query.get("include_prs"))))
@@ -1160,7 +1228,7 @@ class FakeHub:
         if action in ("", "revision"):
             return await self._json(request, self._info(repo, commit, request))
         if action == "tree":
-            return await self._tree(request, repo, commit, path)
+            return await self._tree(request, repo, commit, rev, path)
         if action == "commits":
             return await self._commits(request, repo, commit)
         return await self._paths_info(request, repo, commit)
@@ -1177,12 +1245,21 @@ class FakeHub:
                     sib["lfs"] = {"sha256": entry.sha256, "size": entry.size, "pointerSize": len(entry.pointer)}
             siblings.append(sib)
         info: dict[str, Any] = {
-            "_id": repo.object_id, "id": repo.repo_id, "author": repo.repo_id.split("/")[0],
-            "sha": commit.sha, "lastModified": commit.date, "createdAt": repo.created_at,
-            "private": repo.private, "gated": repo.gated, "disabled": False, "downloads": 0,
-            "likes": 0, "tags": [], "siblings": siblings,
+            "_id": repo.object_id,
+            "id": repo.repo_id,
+            "author": repo.repo_id.split("/")[0],
+            "sha": commit.sha,
+            "lastModified": commit.date,
+            "createdAt": repo.created_at,
+            "private": repo.private,
+            "gated": repo.gated,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": siblings,
             "usedStorage": sum(e.size for e in commit.files.values()),
-        }  # fmt: skip
+        }
         if repo.repo_type == "model":
             info["modelId"] = repo.repo_id
         elif repo.repo_type == "space":
@@ -1222,13 +1299,11 @@ class FakeHub:
                 commit = parent
         return commit
 
-    async def _tree(self, request: web.Request, repo: Repo, commit: Commit, base: str) -> web.StreamResponse:
+    async def _tree(self, request: web.Request, repo: Repo, commit: Commit, rev: str, base: str) -> web.StreamResponse:
         recursive, expand = _truthy(request.query.get("recursive")), _truthy(request.query.get("expand"))
         prefix = base + "/" if base else ""
         if base and base not in commit.dir_oids:
-            headers = {"X-Repo-Commit": commit.sha}
-            return await self._error(request, 404, "EntryNotFound", f"{base} does not exist on \"{commit.sha}\"", api=True,
-                                     headers=headers)  # fmt: skip
+            return await self._error(request, 404, "EntryNotFound", f'{base} does not exist on "{rev}"', api=True)
         paths: set[str] = set()
         for path in commit.files:
             if path.startswith(prefix):
@@ -1273,6 +1348,7 @@ class FakeHub:
 
     def _refs(self, repo: Repo, include_prs: bool) -> dict[str, Any]:
         with self._lock:
+
             def refs(kind: str, items: Mapping[str, str]) -> list[dict[str, str]]:
                 return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": s} for n, s in sorted(items.items())]
 
@@ -1283,7 +1359,8 @@ class FakeHub:
             }
             if include_prs:
                 out["pullRequests"] = [
-                    {"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": s} for n, s in sorted(repo.prs.items())
+                    {"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": s}
+                    for n, s in sorted(repo.prs.items())
                 ]
         return out
 
@@ -1301,7 +1378,13 @@ class FakeHub:
         if (page_no + 1) * size < len(history):
             headers["Link"] = f'<{self._next_url(request, "p", str(page_no + 1))}>; rel="next"'
         items = [
-            {"id": c.sha, "title": c.title, "message": "", "date": c.date, "authors": [{"user": "fake-user", "avatar": ""}]}
+            {
+                "id": c.sha,
+                "title": c.title,
+                "message": "",
+                "date": c.date,
+                "authors": [{"user": "fake-user", "avatar": ""}],
+            }
             for c in page
         ]
         return await self._json(request, items, headers)

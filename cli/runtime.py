@@ -1,0 +1,54 @@
+"""Turning settings into the proxy layer's typed config (shared by serve, mount, prefetch)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from hoard.proxy.origin import Credentials
+from hoard.proxy.service import ProxyConfig
+from hoard.store.errors import UsageError
+
+from .config import Settings
+
+__all__ = ["proxy_config", "parse_listen", "setup_logging"]
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``127.0.0.1:8090``, ``[::1]:8090``, ``0.0.0.0:8090``, ``:8090`` (loopback)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise UsageError(f"--listen wants HOST:PORT, got {text!r}") from None
+    if not 0 <= number < 65536:
+        raise UsageError(f"port out of range in {text!r}")
+    return host, number
+
+
+def proxy_config(settings: Settings, *, local_user: bool) -> ProxyConfig:
+    """The proxy config; ``local_user`` lets the mount/prefetch use HF_TOKEN for themselves."""
+    host, port = parse_listen(settings.listen)
+    return ProxyConfig(
+        host=host,
+        port=port,
+        hf_endpoint=settings.hf_endpoint,
+        arweave_gateway=settings.arweave_gateway,
+        github_url=settings.github_url,
+        torch_url=settings.torch_url,
+        upstream=settings.upstream,
+        refs_ttl=settings.refs_ttl,
+        local_creds=Credentials(settings.hf_token if local_user else None),
+    )
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

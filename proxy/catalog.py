@@ -1,0 +1,186 @@
+"""Names to immutable revisions and trees: the store's refs and snapshots, kept fresh.
+
+* A revision id (a commit) is immutable: once its tree is in the store, it is never asked for
+  again.
+* A ref (``main``, a tag, ``refs/pr/1``) is re-resolved at the origin after ``refs_ttl``.
+* When the origin is unreachable, a known ref keeps its last revision (offline mode); a name
+  never seen fails with :class:`OriginUnavailable` (a retryable 503), never "not found".
+* Concurrent lookups of one name share one origin request.
+* Content of private or gated repos is handed only to credentials the origin admits; the
+  origin's answer is remembered per credentials fingerprint for ``access_ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from hoard.store.address import Address
+from hoard.store.catalog import default_ref
+from hoard.store.errors import (
+    AccessDenied,
+    EntryNotFound,
+    InvalidAddress,
+    NotFound,
+    OriginUnavailable,
+)
+from hoard.store.records import Snapshot, TreeEntry
+from hoard.store.store import Store
+
+from .origin import Credentials, RemoteFile, ResolvedRef, Source
+
+__all__ = ["Catalog", "Resolved"]
+
+log = logging.getLogger("hoard.catalog")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """An address pinned to its revision, with that revision's tree."""
+
+    addr: Address  # revision set to the immutable id
+    snapshot: Snapshot
+    #: True when the origin could not be asked and a cached answer was used
+    stale: bool = False
+
+    @property
+    def revision(self) -> str:
+        assert self.addr.revision is not None
+        return self.addr.revision
+
+    def entry(self, path: str) -> TreeEntry:
+        entry = self.snapshot.files.get(path)
+        if entry is None:
+            raise EntryNotFound(f"{self.addr.repo_key}@{self.revision}: no file {path!r}", self.revision)
+        return entry
+
+
+class Catalog:
+    def __init__(
+        self,
+        store: Store,
+        sources: dict[str, Source],
+        *,
+        refs_ttl: float = 60.0,
+        access_ttl: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.sources = sources
+        self.refs_ttl = refs_ttl
+        self.access_ttl = access_ttl
+        self.clock = clock
+        self._pending: dict[tuple[str, ...], asyncio.Future[object]] = {}
+        self._access: dict[tuple[str, str, str], tuple[float, BaseException | None]] = {}
+
+    def source(self, addr: Address) -> Source:
+        src = self.sources.get(addr.source)
+        if src is None:
+            raise InvalidAddress(f"source {addr.source!r} is not served here")
+        return src
+
+    async def _once(self, key: tuple[str, ...], make: Callable[[], Awaitable[T]]) -> T:
+        """Run ``make`` once for concurrent callers with the same key."""
+        fut = self._pending.get(key)
+        if fut is not None:
+            return await asyncio.shield(fut)  # type: ignore[return-value]
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[key] = fut
+        try:
+            result = await make()
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        else:
+            fut.set_result(result)
+            return result
+        finally:
+            del self._pending[key]
+
+    async def resolve(self, addr: Address, creds: Credentials, *, check_access: bool = True) -> Resolved:
+        """Pin ``addr`` to an immutable revision and return its tree."""
+        src = self.source(addr)
+        ref = addr.revision or default_ref(addr.source)
+        key = addr.repo_key
+        if src.is_revision_id(ref):
+            snap = self.store.get_snapshot(key, ref)
+            if snap is None:
+                snap = await self._once(
+                    ("snap", key, ref, creds.fingerprint), lambda: self._fetch_snapshot(src, addr, ResolvedRef(ref), creds)
+                )
+            resolved = Resolved(addr.with_revision(ref), snap)
+        else:
+            resolved = await self._resolve_ref(src, addr, ref, creds)
+        if check_access and src.restricted(resolved.snapshot):
+            await self._check_access(src, resolved, creds)
+        return resolved
+
+    async def _resolve_ref(self, src: Source, addr: Address, ref: str, creds: Credentials) -> Resolved:
+        key = addr.repo_key
+        rec = self.store.get_ref(key, ref)
+        if rec is not None and (not src.refs_expire or self.clock() - rec.fetched_at < self.refs_ttl):
+            snap = self.store.get_snapshot(key, rec.revision)
+            if snap is not None:
+                return Resolved(addr.with_revision(rec.revision), snap)
+        try:
+            return await self._once(("ref", key, ref, creds.fingerprint), lambda: self._refresh_ref(src, addr, ref, creds))
+        except OriginUnavailable:
+            if rec is not None:
+                snap = self.store.get_snapshot(key, rec.revision)
+                if snap is not None:
+                    log.info("origin unreachable; serving %s@%s from cache (%s)", key, ref, rec.revision[:12])
+                    return Resolved(addr.with_revision(rec.revision), snap, stale=True)
+            raise
+
+    async def _refresh_ref(self, src: Source, addr: Address, ref: str, creds: Credentials) -> Resolved:
+        resolved = await src.resolve(addr, ref, creds)
+        key = addr.repo_key
+        snap = self.store.get_snapshot(key, resolved.revision)
+        if snap is None:
+            snap = await self._fetch_snapshot(src, addr, resolved, creds, refs=[ref])
+        else:
+            self.store.set_ref(key, ref, resolved.revision)
+        return Resolved(addr.with_revision(resolved.revision), snap)
+
+    async def _fetch_snapshot(
+        self, src: Source, addr: Address, resolved: ResolvedRef, creds: Credentials, refs: tuple[str, ...] | list[str] = ()
+    ) -> Snapshot:
+        snap = await src.snapshot(addr.with_revision(resolved.revision), resolved, creds)
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.store.put_snapshot(addr.repo_key, resolved.revision, snap, refs=refs)
+        )
+        return snap
+
+    async def _check_access(self, src: Source, resolved: Resolved, creds: Credentials) -> None:
+        key = (resolved.addr.repo_key, resolved.revision, creds.fingerprint)
+        now = self.clock()
+        hit = self._access.get(key)
+        if hit is not None and now - hit[0] < self.access_ttl:
+            if hit[1] is not None:
+                raise hit[1]
+            return
+        try:
+            await self._once(("access", *key), lambda: src.check_access(resolved.addr, resolved.snapshot, creds))
+        except (AccessDenied, NotFound) as exc:
+            self._access[key] = (now, exc)
+            raise
+        self._access[key] = (now, None)
+
+    async def entry(self, addr: Address, creds: Credentials) -> tuple[Resolved, TreeEntry]:
+        resolved = await self.resolve(addr, creds)
+        return resolved, resolved.entry(addr.path)
+
+    async def remote_file(self, addr: Address, creds: Credentials) -> tuple[Resolved, RemoteFile]:
+        resolved, entry = await self.entry(addr, creds)
+        src = self.source(addr)
+        return resolved, src.remote_file(resolved.addr.with_path(addr.path), entry, creds)
+
+    def forget_access(self) -> None:
+        self._access.clear()
+

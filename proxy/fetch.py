@@ -1,0 +1,440 @@
+"""The fetch core: "bytes [a, b) of file X" becomes chunk fetches into the store.
+
+* **One fetch per chunk.** Within a process, an in-flight table keyed by (identity, chunk)
+  makes every reader of a missing chunk wait on the same fetch; across processes the store's
+  chunk locks do the same (a process that finds a chunk locked elsewhere polls for it).
+* **Streaming while filling.** A chunk's bytes land in memory as they arrive; readers are
+  woken on every block and stream them at once, so a client's first byte does not wait for
+  the chunk, let alone the file.
+* **Read-ahead.** A reader of chunk *i* starts chunks *i+1 … i+k* of its range; a whole-file
+  fill keeps ``fill_concurrency`` chunks in flight.
+* **Resume.** A dropped origin connection resumes from the last byte that landed, with
+  backoff, a bounded number of times; then readers get :class:`OriginUnavailable`.
+* **Verified publishing.** When the last chunk lands the store verifies length and upstream
+  hash and publishes the blob. A response that reaches the end of a file holds back its last
+  bytes until that succeeds, so no client ever receives a complete, wrong file.
+
+Everything here runs on one asyncio loop; disk work goes to the default executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from hoard.store.errors import HoardError, IntegrityError, OriginUnavailable
+from hoard.store.partial import ChunkWriter, Discarded, Partial
+from hoard.store.store import Published, Store
+
+from . import metrics as m
+from .metrics import Metrics
+from .origin import RemoteFile, Source
+
+__all__ = ["FetchConfig", "FetchCore", "OpenFile"]
+
+log = logging.getLogger("hoard.fetch")
+T = TypeVar("T")
+
+_READ_BLOCK = 1 << 20  # size of the pieces read back from the store for streaming
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    #: chunks started ahead of a sequential reader
+    readahead: int = 4
+    #: chunks in flight for one whole-file fill
+    fill_concurrency: int = 4
+    #: chunk fetches in flight in the process; each holds one chunk of memory
+    max_inflight: int = 32
+    #: tries of one chunk on transient faults before readers get an error
+    chunk_attempts: int = 6
+    #: longest wait for a chunk another process is filling
+    foreign_wait: float = 300.0
+    #: bytes a response reaching the end of a file holds until the file is verified
+    tail_hold: int = 64 << 10
+
+
+class ChunkFetch:
+    """The in-flight fetch of one chunk; readers watch ``writer.landed`` grow."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.writer: ChunkWriter | None = None
+        self.done = False
+        self.error: BaseException | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._progress = asyncio.Event()
+
+    def notify(self) -> None:
+        old, self._progress = self._progress, asyncio.Event()
+        old.set()
+
+    async def wait(self) -> None:
+        await self._progress.wait()
+
+
+class OpenFile:
+    """A remote file opened in this process: its partial while filling, its blob after."""
+
+    def __init__(self, rf: RemoteFile, partial: Partial | None, b3: str | None) -> None:
+        self.rf = rf
+        self.partial = partial
+        self.b3 = b3
+        self.refs = 1
+        self.error: BaseException | None = None
+        self.fill: asyncio.Task[str] | None = None
+        self.blob_fd: int | None = None
+
+    @property
+    def size(self) -> int:
+        return self.rf.size
+
+    @property
+    def identity(self) -> str:
+        return self.rf.identity
+
+
+class FetchCore:
+    def __init__(
+        self, store: Store, sources: dict[str, Source], config: FetchConfig | None = None, metrics: Metrics | None = None
+    ) -> None:
+        self.store = store
+        self.sources = sources
+        self.config = config or FetchConfig()
+        self.metrics = metrics or Metrics()
+        self._files: dict[str, OpenFile] = {}
+        self._opening: dict[str, asyncio.Future[OpenFile]] = {}
+        self._chunks: dict[tuple[str, int], ChunkFetch] = {}
+        self._slots = asyncio.Semaphore(self.config.max_inflight)
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- opening ----------------------------------------------------------------------------
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def open(self, rf: RemoteFile) -> OpenFile:
+        """Open ``rf`` for reading; the same :class:`OpenFile` is shared by all its readers."""
+        of = self._files.get(rf.identity)
+        if of is not None and of.error is None:
+            of.refs += 1
+            return of
+        pending = self._opening.get(rf.identity)
+        if pending is not None:
+            of = await asyncio.shield(pending)
+            of.refs += 1
+            return of
+        fut: asyncio.Future[OpenFile] = asyncio.get_running_loop().create_future()
+        self._opening[rf.identity] = fut
+        try:
+            got = await self._io(self.store.open_file, rf.identity, rf.size, rf.expected)
+            if isinstance(got, Published):
+                of = OpenFile(rf, None, got.b3)
+            else:
+                of = OpenFile(rf, got, None)
+            self._files[rf.identity] = of
+            fut.set_result(of)
+            return of
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()
+            raise
+        finally:
+            del self._opening[rf.identity]
+
+    async def close(self, of: OpenFile) -> None:
+        of.refs -= 1
+        if of.refs > 0 or (of.fill is not None and not of.fill.done()):
+            return
+        if self._files.get(of.identity) is of:
+            del self._files[of.identity]
+        self._drop_partial(of)
+        if of.blob_fd is not None:
+            os.close(of.blob_fd)
+            of.blob_fd = None
+
+    def _drop_partial(self, of: OpenFile) -> None:
+        if of.partial is not None and not any(k[0] == of.identity for k in self._chunks):
+            self.store.release(of.partial)
+            of.partial = None
+
+    # -- chunks -----------------------------------------------------------------------------
+
+    def _chunk(self, of: OpenFile, index: int) -> ChunkFetch | None:
+        """The in-flight fetch of a chunk, started if needed; None if the chunk is present."""
+        p = of.partial
+        if p is None or p.present(index) or of.b3 is not None:
+            return None
+        key = (of.identity, index)
+        cf = self._chunks.get(key)
+        if cf is None:
+            cf = ChunkFetch(index)
+            self._chunks[key] = cf
+            cf.task = asyncio.get_running_loop().create_task(self._run_chunk(of, p, cf))
+        return cf
+
+    async def _run_chunk(self, of: OpenFile, p: Partial, cf: ChunkFetch) -> None:
+        try:
+            await self._fill_chunk(of, p, cf)
+        except BaseException as exc:
+            cf.error = exc
+            if isinstance(exc, (Discarded, IntegrityError)):
+                of.error = exc  # this incarnation is finished; new opens start afresh
+            if not isinstance(exc, asyncio.CancelledError):
+                self.metrics.inc(m.ERRORS, kind=getattr(exc, "kind", type(exc).__name__))
+                log.warning("%s chunk %d: %s", of.rf.address, cf.index, exc)
+        finally:
+            cf.done = True
+            self._chunks.pop((of.identity, cf.index), None)
+            cf.notify()
+            if cf.writer is not None:
+                cf.writer.dispose()
+                cf.writer = None
+        if cf.error is None and of.b3 is None and p.complete:
+            try:
+                await self._finalize(of)
+            except HoardError:
+                pass  # recorded in of.error; readers and fills report it
+
+    async def _fill_chunk(self, of: OpenFile, p: Partial, cf: ChunkFetch) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.foreign_wait
+        poll = 0.02
+        async with self._slots:
+            while True:
+                writer = p.claim(cf.index)
+                if writer is not None:
+                    break
+                if p.present(cf.index) or p.b3 is not None:
+                    if p.b3 is not None:
+                        of.b3 = p.b3
+                    return
+                # another process holds the chunk: wait for it to land (or for its holder to die)
+                if loop.time() > deadline:
+                    raise OriginUnavailable(f"{of.rf.address}: chunk {cf.index} held elsewhere for too long")
+                await asyncio.sleep(poll)
+                poll = min(poll * 2, 0.5)
+                await self._io(p.refresh)
+            cf.writer = writer
+            self.metrics.inc(m.INFLIGHT, 1)
+            try:
+                await self._download(of, cf, writer)
+                bad = await self._io(writer.commit)
+            except BaseException:
+                writer.abort()
+                raise
+            finally:
+                self.metrics.inc(m.INFLIGHT, -1)
+        self.metrics.inc(m.CHUNKS_FETCHED)
+        if bad:
+            log.warning("%s: chunks %s failed their checksum on disk; they will be fetched again", of.rf.address, bad)
+
+    async def _download(self, of: OpenFile, cf: ChunkFetch, writer: ChunkWriter) -> None:
+        src = self.sources[of.rf.source]
+        attempt = 0
+        while writer.landed < writer.length:
+            before = writer.landed
+            try:
+                self.metrics.inc(m.ORIGIN_REQUESTS)
+                async for block in src.read(of.rf, writer.start + writer.landed, writer.end):
+                    writer.write(block)
+                    self.metrics.inc(m.ORIGIN_BYTES, len(block))
+                    cf.notify()
+                if writer.landed < writer.length:
+                    raise OriginUnavailable(f"{of.rf.address}: origin ended the body early")
+            except OriginUnavailable as exc:
+                if writer.landed > before:
+                    attempt = 0  # it was making progress: a fresh budget for the next drop
+                attempt += 1
+                if attempt >= self.config.chunk_attempts:
+                    raise
+                delay = min(0.1 * 2**attempt, 5.0)
+                log.info("%s chunk %d: %s; resuming at +%d in %.1fs", of.rf.address, cf.index, exc, writer.landed, delay)
+                await asyncio.sleep(delay)
+
+    async def _finalize(self, of: OpenFile) -> str | None:
+        p = of.partial
+        if p is None:
+            return of.b3
+        try:
+            b3 = await self._io(p.finalize)
+        except IntegrityError as exc:
+            of.error = exc
+            self.metrics.inc(m.ERRORS, kind="integrity")
+            log.error("%s: %s", of.rf.address, exc)
+            if self._files.get(of.identity) is of:
+                del self._files[of.identity]
+            raise
+        if b3 is not None:
+            of.b3 = b3
+            self.metrics.inc(m.PUBLISHED)
+            self._drop_partial(of)
+        return b3
+
+    # -- whole files ------------------------------------------------------------------------
+
+    def start_fill(self, of: OpenFile) -> asyncio.Task[str]:
+        """Fill the whole file in the background (idempotent); the task returns its BLAKE3."""
+        if of.fill is None or (of.fill.done() and of.fill.exception() is not None):
+            of.fill = asyncio.get_running_loop().create_task(self._fill_all(of))
+            of.fill.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return of.fill
+
+    async def fill(self, of: OpenFile) -> str:
+        """Fill, verify and publish the whole file; returns its BLAKE3."""
+        return await asyncio.shield(self.start_fill(of))
+
+    async def _fill_all(self, of: OpenFile) -> str:
+        while of.b3 is None:
+            if of.error is not None:
+                raise of.error
+            p = of.partial
+            if p is None:
+                raise IntegrityError(f"{of.rf.address}: partial was discarded")
+            missing = [i for i in range(p.nchunks) if not p.present(i)]
+            if not missing:
+                if await self._finalize(of) is None:
+                    # all present yet not published: another process is finalizing, or a
+                    # chunk failed its on-disk checksum and was dropped; look again shortly
+                    await asyncio.sleep(0.05)
+                    await self._io(p.refresh)
+                    if p.b3 is not None:
+                        of.b3 = p.b3
+                continue
+            started: list[ChunkFetch] = []
+            for i in missing:
+                cf = self._chunk(of, i)
+                if cf is None:
+                    continue
+                started.append(cf)
+                running = [c.task for c in started if not c.done and c.task is not None]
+                if len(running) >= self.config.fill_concurrency:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    self._raise_failed(started)
+            await asyncio.gather(*(c.task for c in started if c.task is not None), return_exceptions=True)
+            self._raise_failed(started)
+        return of.b3
+
+    @staticmethod
+    def _raise_failed(started: list[ChunkFetch]) -> None:
+        for c in started:
+            if c.done and c.error is not None and not isinstance(c.error, asyncio.CancelledError):
+                raise c.error
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def read(
+        self,
+        of: OpenFile,
+        start: int,
+        end: int,
+        *,
+        readahead: int | None = None,
+        hold_tail: bool = True,
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes [start, end) of an open file, fetching what is missing.
+
+        With ``hold_tail``, a read that reaches the end of the file holds its last bytes until
+        the whole file is verified and published (raising :class:`IntegrityError` if not).
+        """
+        end = min(end, of.size)
+        if start >= end:
+            return
+        ahead = self.config.readahead if readahead is None else readahead
+        hold_from = end
+        if hold_tail and end == of.size and of.b3 is None:
+            hold_from = max(start, end - min(self.config.tail_hold, of.size))
+            self.start_fill(of)
+        pos = start
+        while pos < hold_from:
+            if of.b3 is not None:
+                async for block in self._read_blob(of, pos, hold_from):
+                    yield block
+                pos = hold_from
+                break
+            p = of.partial
+            if p is None:
+                raise of.error or IntegrityError(f"{of.rf.address}: file is no longer available")
+            index = pos // p.chunk_size
+            chunk_end = min((index + 1) * p.chunk_size, hold_from)
+            for j in range(index + 1, min(index + 1 + ahead, p.chunks_for(start, end).stop)):
+                self._chunk(of, j)
+            async for block in self._read_chunk(of, p, index, pos, chunk_end):
+                pos += len(block)
+                yield block
+        if pos < end:
+            await self.fill(of)
+            async for block in self._read_blob(of, pos, end):
+                yield block
+
+    async def _read_chunk(self, of: OpenFile, p: Partial, index: int, start: int, end: int) -> AsyncIterator[bytes]:
+        chunk_start = index * p.chunk_size
+        pos = start
+        while pos < end:
+            if of.b3 is not None:  # published meanwhile (here or by another process)
+                async for block in self._read_blob(of, pos, end):
+                    yield block
+                return
+            if of.error is not None:
+                raise of.error
+            if p.present(index):
+                while pos < end:
+                    data = await self._io(p.pread, pos, min(_READ_BLOCK, end - pos))
+                    if not data:
+                        raise IntegrityError(f"{of.rf.address}: short read at {pos}")
+                    pos += len(data)
+                    yield data
+                return
+            cf = self._chunk(of, index)
+            if cf is None:
+                continue
+            w = cf.writer
+            if w is not None and chunk_start + w.landed > pos:
+                upto = min(chunk_start + w.landed, end)
+                data = w.view(pos - chunk_start, upto - chunk_start)
+                pos = upto
+                yield data
+                continue
+            if cf.done:
+                if cf.error is not None:
+                    raise cf.error
+                if p.b3 is not None:
+                    of.b3 = p.b3
+                continue
+            await cf.wait()
+
+    async def _read_blob(self, of: OpenFile, start: int, end: int) -> AsyncIterator[bytes]:
+        if of.blob_fd is None:
+            assert of.b3 is not None
+            of.blob_fd = os.open(self.store.blob_path(of.b3), os.O_RDONLY | os.O_CLOEXEC)
+        pos = start
+        while pos < end:
+            data = await self._io(os.pread, of.blob_fd, min(_READ_BLOCK, end - pos), pos)
+            if not data:
+                raise IntegrityError(f"{of.rf.address}: blob shorter than its index entry")
+            pos += len(data)
+            yield data
+
+    async def read_bytes(self, of: OpenFile, start: int, end: int, *, readahead: int = 0) -> bytes:
+        parts = [b async for b in self.read(of, start, end, readahead=readahead, hold_tail=False)]
+        return b"".join(parts)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        tasks = [c.task for c in self._chunks.values() if c.task is not None]
+        tasks += [of.fill for of in self._files.values() if of.fill is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for of in list(self._files.values()):
+            of.refs = 0
+            self._drop_partial(of)
+            if of.blob_fd is not None:
+                os.close(of.blob_fd)
+        self._files.clear()
+

@@ -1,0 +1,181 @@
+"""The one HTTP client stack every origin adapter shares.
+
+One aiohttp session (connection pooling, keep-alive), per-host concurrency limits, timeouts
+on connect and on every read, and retries with exponential backoff for transient faults only:
+connection errors, timeouts, 429 and 5xx. Permanent answers (404, 401/403, 416, other 4xx)
+are returned at once. Foreign exceptions are translated here, at this one boundary, into the
+hoard error tree: an unreachable origin is :class:`OriginUnavailable` (retryable, a 503 to our
+own clients), never a "not found".
+
+Redirects are never followed implicitly: adapters follow them with :meth:`HttpClient.follow`,
+which sends credentials only to the origin they belong to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from hoard.store.errors import OriginError, OriginUnavailable
+
+__all__ = ["HttpConfig", "HttpClient", "Reply", "same_origin", "TRANSIENT_STATUSES"]
+
+log = logging.getLogger("hoard.http")
+
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    connect_timeout: float = 10.0
+    #: longest silence while reading a body; a stalled origin fails after this
+    read_timeout: float = 30.0
+    retries: int = 4
+    backoff: float = 0.2
+    max_backoff: float = 5.0
+    max_per_host: int = 16
+    user_agent: str = "hoard/0.1"
+
+
+@dataclass
+class Reply:
+    """A complete (small) response: status, headers, body, and the URL that produced it."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+def same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
+class HttpClient:
+    """Shared client. Create inside a running loop; close with :meth:`close`."""
+
+    def __init__(self, config: HttpConfig | None = None) -> None:
+        self.config = config or HttpConfig()
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.config.connect_timeout, sock_read=self.config.read_timeout
+        )
+        self.session = aiohttp.ClientSession(
+            timeout=timeout,
+            connector=aiohttp.TCPConnector(limit=256, limit_per_host=self.config.max_per_host, ttl_dns_cache=300),
+            headers={"User-Agent": self.config.user_agent},
+            auto_decompress=True,
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            try:
+                return min(float(retry_after), self.config.max_backoff * 4)
+            except ValueError:
+                pass
+        base = min(self.config.backoff * (2**attempt), self.config.max_backoff)
+        return base * (0.5 + random.random() / 2)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Any = None,
+        data: Any = None,
+        retries: int | None = None,
+    ) -> Reply:
+        """Send a request and read the whole (small) body, retrying transient faults.
+
+        Returns any final status, 4xx included: the caller knows what a 404 means for it.
+        Raises :class:`OriginUnavailable` when the origin stays unreachable or keeps failing.
+        """
+        attempts = (self.config.retries if retries is None else retries) + 1
+        last: str = ""
+        for attempt in range(attempts):
+            try:
+                async with self.session.request(
+                    method, url, headers=headers, params=params, data=data, allow_redirects=False
+                ) as resp:
+                    body = await resp.read()
+                    if resp.status not in TRANSIENT_STATUSES or attempt == attempts - 1:
+                        return Reply(resp.status, resp.headers, body, str(resp.url))
+                    last = f"HTTP {resp.status}"
+                    delay = self._delay(attempt, resp.headers.get("Retry-After"))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                last = _describe(exc)
+                if attempt == attempts - 1:
+                    break
+                delay = self._delay(attempt, None)
+            log.debug("retrying %s %s in %.2fs after %s", method, _redact(url), delay, last)
+            await asyncio.sleep(delay)
+        raise OriginUnavailable(f"{_host(url)} unreachable: {last}")
+
+    async def follow(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth_origin: str | None = None,
+        max_hops: int = 10,
+        **kwargs: Any,
+    ) -> Reply:
+        """:meth:`request`, following redirects; ``Authorization`` goes only to ``auth_origin``."""
+        hdrs = dict(headers or {})
+        auth = hdrs.pop("Authorization", None)
+        for _ in range(max_hops):
+            send = dict(hdrs)
+            if auth and auth_origin and same_origin(url, auth_origin):
+                send["Authorization"] = auth
+            reply = await self.request(method, url, headers=send, **kwargs)
+            if reply.status not in (301, 302, 303, 307, 308) or "Location" not in reply.headers:
+                return reply
+            url = urljoin(url, reply.headers["Location"])
+        raise OriginError(f"too many redirects from {_host(url)}")
+
+    @asynccontextmanager
+    async def stream(
+        self, url: str, *, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Open a streaming GET (no redirects followed, no retries: the caller resumes)."""
+        try:
+            async with self.session.get(url, headers=headers, allow_redirects=False) as resp:
+                yield resp
+        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+            raise OriginUnavailable(f"{_host(url)}: {_describe(exc)}") from None
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+def _redact(url: str) -> str:
+    """A URL without its query (signed URLs carry credentials there)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text.split("\n", 1)[0]

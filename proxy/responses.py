@@ -1,0 +1,168 @@
+"""Serving file bytes over HTTP: Range parsing, sendfile for blobs, streaming for partials.
+
+Complete blobs go out with ``loop.sendfile`` (the kernel copies; no Python loop on the hot
+path). Files still being filled are streamed from the fetch core as their bytes land. Both
+answer ``Range`` with 206 and ``Content-Range``, and an unsatisfiable range with 416 and
+``Content-Range: bytes */<size>`` (hf_protocol.md §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from hoard.store.errors import IntegrityError, RangeNotSatisfiable
+from hoard.store.store import Store
+
+from . import metrics as m
+from .fetch import FetchCore
+from .metrics import Metrics
+from .origin import RemoteFile
+
+__all__ = ["ByteRange", "parse_range", "serve_bytes", "content_type"]
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    start: int
+    end: int  # exclusive
+    partial: bool  # answer 206
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    def content_range(self, size: int) -> str:
+        return f"bytes {self.start}-{self.end - 1}/{size}"
+
+
+def parse_range(header: str | None, size: int) -> ByteRange:
+    """The byte range a request asks for (whole file without ``Range``).
+
+    Single ranges only; a multi-range request gets the whole file (RFC 9110 allows ignoring
+    Range, and no model client sends several). Raises :class:`RangeNotSatisfiable`.
+    """
+    if not header:
+        return ByteRange(0, size, False)
+    text = header.strip()
+    if "," in text:
+        return ByteRange(0, size, False)
+    match = _RANGE.fullmatch(text.replace(" ", ""))
+    if not match or (not match.group(1) and not match.group(2)):
+        raise RangeNotSatisfiable(f"malformed Range header {header!r}", size)
+    first, last = match.group(1), match.group(2)
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0:
+            raise RangeNotSatisfiable("empty suffix range", size)
+        return ByteRange(max(0, size - n), size, True)
+    start = int(first)
+    end = size if not last else min(int(last) + 1, size)
+    if last and int(last) < start:
+        raise RangeNotSatisfiable(f"range {header!r} ends before it starts", size)
+    if start >= size:
+        raise RangeNotSatisfiable(f"range starts at {start}, file has {size} bytes", size)
+    return ByteRange(start, end, True)
+
+
+def content_type(path: str) -> str:
+    guessed, _ = mimetypes.guess_type(path)
+    return guessed or "application/octet-stream"
+
+
+class _SendfileResponse(web.StreamResponse):
+    """Send ``count`` bytes of an open file from ``offset`` with the kernel's sendfile."""
+
+    def __init__(self, fd: int, offset: int, count: int, *, status: int, headers: Mapping[str, str]) -> None:
+        super().__init__(status=status, headers=headers)
+        self._fd = fd
+        self._offset = offset
+        self._count = count
+        self.content_length = count
+
+    async def prepare(self, request: web.BaseRequest):  # type: ignore[no-untyped-def]
+        writer = await super().prepare(request)
+        if request.method == "HEAD" or self._count == 0:
+            return writer
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("client went away")
+        loop = asyncio.get_running_loop()
+        with os.fdopen(os.dup(self._fd), "rb") as fobj:
+            try:
+                await loop.sendfile(transport, fobj, self._offset, self._count)
+            except NotImplementedError:  # e.g. TLS transports: copy in Python
+                fobj.seek(self._offset)
+                left = self._count
+                while left:
+                    data = await loop.run_in_executor(None, fobj.read, min(left, 1 << 20))
+                    if not data:
+                        raise IntegrityError("blob shorter than its index entry")
+                    await super().write(data)
+                    left -= len(data)
+        await super().write_eof()
+        return writer
+
+
+async def serve_bytes(
+    request: web.Request,
+    *,
+    store: Store,
+    core: FetchCore,
+    metrics: Metrics,
+    rf: RemoteFile,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    """Answer a GET/HEAD for one file: from its blob if complete, else through the fetch core."""
+    size = rf.size
+    rng = parse_range(request.headers.get("Range"), size)
+    status = 206 if rng.partial else 200
+    headers = dict(headers)
+    headers["Accept-Ranges"] = "bytes"
+    if rng.partial:
+        headers["Content-Range"] = rng.content_range(size)
+    b3 = store.resolve(rf.identity)
+    if b3 is not None:
+        fd = _open_blob(store, b3)
+        if fd is not None:
+            try:
+                store.touch(b3)
+                metrics.inc(m.HITS)
+                if request.method != "HEAD":
+                    metrics.inc(m.CLIENT_BYTES, rng.length)
+                resp = _SendfileResponse(fd, rng.start, rng.length, status=status, headers=headers)
+                await resp.prepare(request)
+                return resp
+            finally:
+                os.close(fd)
+    resp = web.StreamResponse(status=status, headers=headers)
+    resp.content_length = rng.length
+    if request.method == "HEAD":
+        await resp.prepare(request)
+        return resp
+    metrics.inc(m.MISSES)
+    of = await core.open(rf)
+    try:
+        await resp.prepare(request)
+        async for block in core.read(of, rng.start, rng.end):
+            await resp.write(block)
+            metrics.inc(m.CLIENT_BYTES, len(block))
+        await resp.write_eof()
+    finally:
+        await core.close(of)
+    return resp
+
+
+def _open_blob(store: Store, b3: str) -> int | None:
+    try:
+        return os.open(store.blob_path(b3), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None  # removed by gc since the lookup: fetch it again

@@ -1,0 +1,80 @@
+"""The proxy's configuration and the services its faces share, assembled in one place.
+
+:func:`open_services` composes the stack once: one HTTP client, the origin adapters for the
+configured sources (or, with ``upstream``, a parent hoard standing in for every origin), the
+catalog, and the fetch core over the store. The HTTP server, the in-process mount and
+``hoard prefetch`` all use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hoard.store.store import Store
+
+from .catalog import Catalog
+from .fetch import FetchConfig, FetchCore
+from .http import HttpClient, HttpConfig
+from .metrics import Metrics
+from .origin import Credentials, Source
+
+__all__ = ["ProxyConfig", "Services", "open_services"]
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    host: str = "127.0.0.1"
+    port: int = 8090
+    hf_endpoint: str = "https://huggingface.co"
+    arweave_gateway: str = "https://arweave.net"
+    github_url: str = "https://raw.githubusercontent.com"
+    torch_url: str = "https://download.pytorch.org"
+    #: a parent hoard proxy; when set, every origin is reached through it
+    upstream: str | None = None
+    refs_ttl: float = 60.0
+    access_ttl: float = 60.0
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    #: credentials of the local user, for the mount and prefetch (never used to serve HTTP clients)
+    local_creds: Credentials = field(default_factory=Credentials)
+
+
+@dataclass
+class Services:
+    config: ProxyConfig
+    store: Store
+    http: HttpClient
+    sources: dict[str, Source]
+    catalog: Catalog
+    core: FetchCore
+    metrics: Metrics
+
+    async def aclose(self) -> None:
+        await self.core.aclose()
+        for src in self.sources.values():
+            await src.close()
+        await self.http.close()
+
+
+def _sources(config: ProxyConfig, http: HttpClient, store: Store) -> dict[str, Source]:
+    from .sources.local import LocalSource
+
+    local = LocalSource(store)
+    if config.upstream:
+        from .sources.upstream import ParentHoard
+
+        parent = ParentHoard(http, config.upstream)
+        return {name: parent.for_source(name) for name in parent.SOURCES} | {"local": local}
+    from .sources.huggingface import HuggingFace
+
+    return {"huggingface": HuggingFace(http, config.hf_endpoint), "local": local}
+
+
+async def open_services(config: ProxyConfig, store: Store) -> Services:
+    """Build the services inside the running event loop (aiohttp needs one)."""
+    metrics = Metrics()
+    http = HttpClient(config.http)
+    sources = _sources(config, http, store)
+    catalog = Catalog(store, sources, refs_ttl=config.refs_ttl, access_ttl=config.access_ttl)
+    core = FetchCore(store, sources, config.fetch, metrics)
+    return Services(config, store, http, sources, catalog, core, metrics)

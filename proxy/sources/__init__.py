@@ -1,0 +1,1 @@
+"""Origin adapters, one module per source."""

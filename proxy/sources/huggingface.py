@@ -1,0 +1,264 @@
+"""The Hugging Face Hub as an origin (see shared/reference/hf_protocol.md).
+
+Names: ``huggingface/[datasets|spaces/]<ns>/<name>@<rev>/<path>``. A ref (branch, tag,
+``refs/pr/N``) resolves to a 40-hex commit with ``/api/{kind}/{repo}/revision/{rev}``; a
+commit's tree comes from ``/tree/{commit}?recursive=true`` (paged by ``Link: rel="next"``).
+A file's identity is its LFS sha256, else its git blob sha1 — both are the content hashes the
+Hub itself promises, so they are checked before anything is published.
+
+Bytes come from ``/{repo}/resolve/{commit}/{path}`` with ``Range``. The Hub answers LFS files
+with a 302 to a signed CDN URL on another origin: the token is never sent there (the signature
+authorizes), and the signed URL is reused for a few minutes so that later chunks skip the Hub.
+Xet is never used: hoard reads the plain HTTP path the CDN also serves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, urljoin
+
+from hoard.store.address import Address
+from hoard.store.errors import (
+    AccessDenied,
+    EntryNotFound,
+    GatedRepo,
+    NotFound,
+    OriginError,
+    OriginUnavailable,
+    RangeNotSatisfiable,
+    RepoNotFound,
+    RevisionNotFound,
+)
+from hoard.store.records import Snapshot, TreeEntry
+
+from ..http import HttpClient, Reply, TRANSIENT_STATUSES, same_origin
+from ..origin import Credentials, RemoteFile, ResolvedRef, Source
+
+__all__ = ["HuggingFace", "hf_error", "KIND_API", "KIND_PREFIX"]
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+KIND_API = {"": "models", "datasets": "datasets", "spaces": "spaces"}
+KIND_PREFIX = {"": "", "datasets": "datasets/", "spaces": "spaces/"}
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+_READ_BLOCK = 1 << 20
+_LOCATION_TTL = 300.0  # signed CDN URLs live ~1 h; reuse one for 5 min, then ask the Hub again
+# keys the Hub adds that must not reach clients through us (they would switch them to Xet)
+_XET_KEYS = ("xetHash", "xet_hash", "xetEnabled")
+
+
+def hf_error(reply: Reply, what: str) -> Exception:
+    """Translate a Hub error answer into the hoard error tree."""
+    code = reply.headers.get("X-Error-Code", "")
+    message = reply.headers.get("X-Error-Message") or _body_message(reply) or f"HTTP {reply.status}"
+    if code == "RepoNotFound":
+        return RepoNotFound(f"{what}: {message}")
+    if code == "RevisionNotFound":
+        return RevisionNotFound(f"{what}: {message}")
+    if code == "EntryNotFound":
+        return EntryNotFound(f"{what}: {message}", reply.headers.get("X-Repo-Commit"))
+    if code == "GatedRepo":
+        return GatedRepo(f"{what}: {message}", reply.status)
+    if reply.status == 401:
+        # The Hub answers unknown *and* private repos with a bare 401 so as not to tell them
+        # apart; for a client the name does not exist.
+        return RepoNotFound(f"{what}: repository not found (or private: pass a token that can read it)")
+    if reply.status == 403:
+        return AccessDenied(f"{what}: {message}", 403)
+    if reply.status == 404:
+        return NotFound(f"{what}: {message}")
+    if reply.status == 416:
+        return RangeNotSatisfiable(f"{what}: {message}")
+    if reply.status in TRANSIENT_STATUSES:
+        return OriginUnavailable(f"{what}: Hub answered {reply.status}")
+    return OriginError(f"{what}: Hub answered {reply.status}: {message}", reply.status)
+
+
+def _body_message(reply: Reply) -> str:
+    try:
+        doc = json.loads(reply.body)
+    except (ValueError, UnicodeDecodeError):
+        text = reply.body[:200].decode("utf-8", "replace").strip()
+        return "" if text.startswith("<") else text
+    if isinstance(doc, dict):
+        err = doc.get("error")
+        if isinstance(err, list):
+            return "; ".join(map(str, err))
+        if err:
+            return str(err)
+    return ""
+
+
+def strip_xet(obj: Any) -> Any:
+    """Remove Xet fields from Hub JSON (recursively), so clients stay on plain HTTP."""
+    if isinstance(obj, dict):
+        return {k: strip_xet(v) for k, v in obj.items() if k not in _XET_KEYS}
+    if isinstance(obj, list):
+        return [strip_xet(v) for v in obj]
+    return obj
+
+
+class HuggingFace(Source):
+    name = "huggingface"
+
+    def __init__(self, http: HttpClient, endpoint: str) -> None:
+        self.http = http
+        self.endpoint = endpoint.rstrip("/")
+        self._locations: dict[tuple[str, str], tuple[str, float]] = {}
+
+    # -- names ------------------------------------------------------------------------------
+
+    def is_revision_id(self, revision: str) -> bool:
+        return bool(_COMMIT.fullmatch(revision))
+
+    def api_url(self, addr: Address, *tail: str) -> str:
+        url = f"{self.endpoint}/api/{KIND_API[addr.kind]}/{addr.owner}/{addr.repo}"
+        return url + "".join("/" + t for t in tail)
+
+    def resolve_url(self, addr: Address, revision: str, path: str) -> str:
+        return (
+            f"{self.endpoint}/{KIND_PREFIX[addr.kind]}{addr.owner}/{addr.repo}"
+            f"/resolve/{quote(revision, safe='')}/{quote(path)}"
+        )
+
+    async def api(self, addr: Address, creds: Credentials, *tail: str, params: Any = None) -> Reply:
+        """GET an API path of the repo, following same-origin redirects (renamed repos)."""
+        return await self.http.follow(
+            "GET", self.api_url(addr, *tail), headers=creds.bearer(), auth_origin=self.endpoint, params=params
+        )
+
+    async def resolve(self, addr: Address, ref: str, creds: Credentials) -> ResolvedRef:
+        reply = await self.api(addr, creds, "revision", quote(ref, safe=""))
+        if reply.status != 200:
+            raise hf_error(reply, f"{addr.repo_key}@{ref}")
+        info = strip_xet(reply.json())
+        sha = info.get("sha")
+        if not isinstance(sha, str) or not _COMMIT.fullmatch(sha):
+            raise OriginError(f"{addr.repo_key}@{ref}: the Hub sent no commit id")
+        return ResolvedRef(sha, info)
+
+    async def snapshot(self, addr: Address, resolved: ResolvedRef, creds: Credentials) -> Snapshot:
+        commit = resolved.revision
+        info = resolved.info
+        if not info:
+            info = (await self.resolve(addr, commit, creds)).info
+        files: dict[str, TreeEntry] = {}
+        dirs: dict[str, str] = {}
+        params: Any = {"recursive": "true", "expand": "false"}
+        url: str | None = self.api_url(addr, "tree", commit)
+        while url is not None:
+            reply = await self.http.follow(
+                "GET", url, headers=creds.bearer(), auth_origin=self.endpoint, params=params
+            )
+            if reply.status != 200:
+                raise hf_error(reply, f"{addr.repo_key}@{commit}")
+            for item in reply.json():
+                path = item.get("path", "")
+                if item.get("type") == "directory":
+                    dirs[path] = item.get("oid", "")
+                    continue
+                lfs = item.get("lfs")
+                meta: dict[str, Any] = {"oid": item.get("oid", "")}
+                if lfs:
+                    meta["lfs"] = {"oid": lfs["oid"], "size": lfs["size"], "pointerSize": lfs.get("pointerSize", 0)}
+                    identity = f"sha256:{lfs['oid']}"
+                else:
+                    identity = f"gitsha1:{item['oid']}"
+                files[path] = TreeEntry(int(item.get("size", 0)), identity, meta)
+            nxt = _LINK_NEXT.search(reply.headers.get("Link", ""))
+            url = urljoin(url, nxt.group(1)) if nxt else None
+            params = None  # the next URL carries its own query
+        info = {k: v for k, v in info.items() if k != "siblings"}
+        return Snapshot(
+            files,
+            int(time.time()),
+            {
+                "repo_info": info,
+                "dirs": dirs,
+                "private": bool(info.get("private")),
+                "gated": info.get("gated") or False,
+            },
+        )
+
+    # -- access -----------------------------------------------------------------------------
+
+    async def check_access(self, addr: Address, snap: Snapshot, creds: Credentials) -> None:
+        """Ask the Hub whether these credentials may read this revision's files."""
+        commit = addr.revision or ""
+        path = addr.path or next(iter(sorted(snap.files)), "")
+        if not path:
+            reply = await self.api(addr, creds, "revision", commit)
+        else:
+            reply = await self.http.request("HEAD", self.resolve_url(addr, commit, path), headers=creds.bearer())
+        if reply.status in (200, 206, 301, 302, 303, 307, 308):
+            return
+        err = hf_error(reply, addr.repo_key)
+        if isinstance(err, (AccessDenied, NotFound)):
+            raise err if not isinstance(err, EntryNotFound) else AccessDenied(str(err))
+        raise err
+
+    # -- bytes ------------------------------------------------------------------------------
+
+    async def read(self, rf: RemoteFile, start: int, end: int) -> AsyncIterator[bytes]:
+        if end <= start:
+            return
+        addr = rf.address
+        hub_url = self.resolve_url(addr, addr.revision or "", addr.path)
+        key = (rf.identity, rf.creds.fingerprint)
+        headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
+        cached = self._locations.get(key)
+        url = cached[0] if cached and cached[1] > time.monotonic() else hub_url
+        for hop in range(12):
+            send = dict(headers)
+            if same_origin(url, self.endpoint):
+                send.update(rf.creds.bearer())
+            async with self.http.stream(url, headers=send) as resp:
+                if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                    target = urljoin(url, resp.headers["Location"])
+                    if not same_origin(target, self.endpoint):
+                        self._locations[key] = (target, time.monotonic() + _LOCATION_TTL)
+                    url = target
+                    continue
+                if resp.status in (401, 403, 404) and url != hub_url:
+                    # an expired or revoked signed URL: ask the Hub for a fresh one
+                    self._locations.pop(key, None)
+                    url = hub_url
+                    continue
+                if resp.status not in (200, 206):
+                    body = await resp.read()
+                    raise hf_error(Reply(resp.status, resp.headers, body, url), f"{addr}")
+                async for block in _body_range(resp, start, end, str(addr)):
+                    yield block
+                return
+        raise OriginError(f"{addr}: too many redirects")
+
+
+async def _body_range(resp: Any, start: int, end: int, what: str) -> AsyncIterator[bytes]:
+    """Yield bytes [start, end) of a 200 or 206 answer; check the range the origin chose."""
+    skip = 0
+    if resp.status == 206:
+        m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
+        if not m or int(m.group(1)) != start:
+            raise OriginError(f"{what}: origin answered range {resp.headers.get('Content-Range')!r} for {start}-{end - 1}")
+    else:
+        skip = start  # the origin ignored Range: read past what we do not need
+    want = end - start
+    async for block in resp.content.iter_chunked(_READ_BLOCK):
+        if skip:
+            if len(block) <= skip:
+                skip -= len(block)
+                continue
+            block = block[skip:]
+            skip = 0
+        if len(block) > want:
+            block = block[:want]
+        want -= len(block)
+        yield block
+        if want == 0:
+            return
+    if want > 0:
+        raise OriginUnavailable(f"{what}: connection closed {want} bytes early")
+

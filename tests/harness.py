@@ -1,0 +1,116 @@
+"""Real hoard components for tests: the proxy on 127.0.0.1 in a thread, or as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hoard.proxy.app import Server
+from hoard.proxy.fetch import FetchConfig
+from hoard.proxy.http import HttpConfig
+from hoard.proxy.service import ProxyConfig
+from hoard.store.config import StoreConfig
+from hoard.store.store import Store
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+#: fast failure in tests: few retries, short backoff
+TEST_HTTP = HttpConfig(connect_timeout=5.0, read_timeout=10.0, retries=2, backoff=0.05, max_backoff=0.2)
+
+
+class ProxyThread:
+    """``hoard serve`` in-process: the real app on its own loop in a background thread."""
+
+    def __init__(self, home: Path, hf_endpoint: str, *, chunk_size: int = 1 << 20, **config: Any) -> None:
+        self.store = Store(StoreConfig(home, chunk_size=chunk_size))
+        fetch = config.pop("fetch", FetchConfig(chunk_attempts=4))
+        self.config = ProxyConfig(host="127.0.0.1", port=0, hf_endpoint=hf_endpoint, http=TEST_HTTP, fetch=fetch, **config)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="hoard-proxy")
+        self.server: Server | None = None
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return fut.result(timeout)
+
+    def start(self) -> ProxyThread:
+        self.thread.start()
+        self.server = self.call(Server.start(self.config, self.store))
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    @property
+    def metrics(self) -> Any:
+        assert self.server is not None
+        return self.server.svc.metrics
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.call(self.server.stop())
+            self.server = None
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.store.close()
+
+    def __enter__(self) -> ProxyThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ServeProcess:
+    """``hoard serve`` as a separate process (for kill/restart tests)."""
+
+    def __init__(self, home: Path, hf_endpoint: str, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.args = [sys.executable, "-m", "hoard.cli.main", "serve", "--listen", "127.0.0.1:0",
+                     "--home", str(home), "--hf-endpoint", hf_endpoint, *extra]
+        self.env = dict(env or os.environ)
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self) -> ServeProcess:
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # printed once the socket listens
+        match = re.search(r"(http://\S+)", line)
+        if not match:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"hoard serve did not start: {line!r} {err}")
+        self.url = match.group(1)
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> str:
+        """SIGTERM, wait, and return stderr (the request log)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        _, err = self.proc.communicate(timeout=20)
+        return err
+
+    def __enter__(self) -> ServeProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
