@@ -56,6 +56,9 @@ class FetchConfig:
     foreign_wait: float = 300.0
     #: bytes a response reaching the end of a file holds until the file is verified
     tail_hold: int = 64 << 10
+    #: after a chunk of a file failed for good, reads of that file fail at once for this long
+    #: (so a dead origin costs each reader one retry budget, not one per kernel request)
+    failure_hold: float = 5.0
 
 
 class ChunkFetch:
@@ -88,6 +91,13 @@ class OpenFile:
         self.error: BaseException | None = None
         self.fill: asyncio.Task[str] | None = None
         self.blob_fd: int | None = None
+        #: the last transient failure, and until when (loop time) reads fail with it at once
+        self.failure: BaseException | None = None
+        self.failed_until = 0.0
+
+    def check_failure(self) -> None:
+        if self.failure is not None and asyncio.get_running_loop().time() < self.failed_until:
+            raise self.failure
 
     @property
     def size(self) -> int:
@@ -184,6 +194,9 @@ class FetchCore:
             cf.error = exc
             if isinstance(exc, (Discarded, IntegrityError)):
                 of.error = exc  # this incarnation is finished; new opens start afresh
+            elif isinstance(exc, HoardError):
+                of.failure = exc
+                of.failed_until = asyncio.get_running_loop().time() + self.config.failure_hold
             if not isinstance(exc, asyncio.CancelledError):
                 self.metrics.inc(m.ERRORS, kind=getattr(exc, "kind", type(exc).__name__))
                 log.warning("%s chunk %d: %s", of.rf.address, cf.index, exc)
@@ -292,6 +305,7 @@ class FetchCore:
         while of.b3 is None:
             if of.error is not None:
                 raise of.error
+            of.check_failure()
             p = of.partial
             if p is None:
                 raise IntegrityError(f"{of.rf.address}: partial was discarded")
@@ -389,6 +403,8 @@ class FetchCore:
                     pos += len(data)
                     yield data
                 return
+            if (of.identity, index) not in self._chunks:
+                of.check_failure()
             cf = self._chunk(of, index)
             if cf is None:
                 continue

@@ -114,3 +114,52 @@ class ServeProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class MountProcess:
+    """``hoard mount`` as a process; leaving the context always unmounts (lazily if stuck)."""
+
+    def __init__(self, home: Path, mountpoint: Path, hf_endpoint: str, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
+        self.mountpoint = mountpoint
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        self.args = [sys.executable, "-m", "hoard.cli.main", "mount", str(mountpoint), "--home", str(home),
+                     "--hf-endpoint", hf_endpoint, "--log-level", "info", *extra]
+        self.env = dict(env or os.environ)
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> MountProcess:
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # printed from FUSE init: the mount is live
+        if "mounted" not in line:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            self.proc.wait(10)
+            raise RuntimeError(f"hoard mount did not start: {line!r} {err}")
+        return self
+
+    def path(self, rel: str) -> Path:
+        return self.mountpoint / rel
+
+    def unmount(self) -> str:
+        """Unmount and return the mount's log (stderr)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            done = subprocess.run(["fusermount3", "-u", str(self.mountpoint)], capture_output=True)
+            if done.returncode != 0:
+                subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], capture_output=True)
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+        return err
+
+    def __enter__(self) -> MountProcess:
+        return self.start()
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if self.proc is not None:
+            log = self.unmount()
+            if exc_type is not None:
+                sys.stderr.write(f"--- hoard mount log ---\n{log[-20000:]}\n")

@@ -37,6 +37,7 @@ from hoard.store.records import Snapshot, TreeEntry
 
 from ..http import HttpClient, Reply, TRANSIENT_STATUSES, same_origin
 from ..origin import Credentials, RemoteFile, ResolvedRef, Source
+from .common import body_range
 
 __all__ = ["HuggingFace", "hf_error", "KIND_API", "KIND_PREFIX"]
 
@@ -44,7 +45,6 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 KIND_API = {"": "models", "datasets": "datasets", "spaces": "spaces"}
 KIND_PREFIX = {"": "", "datasets": "datasets/", "spaces": "spaces/"}
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
-_READ_BLOCK = 1 << 20
 _LOCATION_TTL = 300.0  # signed CDN URLs live ~1 h; reuse one for 5 min, then ask the Hub again
 # keys the Hub adds that must not reach clients through us (they would switch them to Xet)
 _XET_KEYS = ("xetHash", "xet_hash", "xetEnabled")
@@ -230,35 +230,7 @@ class HuggingFace(Source):
                 if resp.status not in (200, 206):
                     body = await resp.read()
                     raise hf_error(Reply(resp.status, resp.headers, body, url), f"{addr}")
-                async for block in _body_range(resp, start, end, str(addr)):
+                async for block in body_range(resp, start, end, str(addr)):
                     yield block
                 return
         raise OriginError(f"{addr}: too many redirects")
-
-
-async def _body_range(resp: Any, start: int, end: int, what: str) -> AsyncIterator[bytes]:
-    """Yield bytes [start, end) of a 200 or 206 answer; check the range the origin chose."""
-    skip = 0
-    if resp.status == 206:
-        m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
-        if not m or int(m.group(1)) != start:
-            raise OriginError(f"{what}: origin answered range {resp.headers.get('Content-Range')!r} for {start}-{end - 1}")
-    else:
-        skip = start  # the origin ignored Range: read past what we do not need
-    want = end - start
-    async for block in resp.content.iter_chunked(_READ_BLOCK):
-        if skip:
-            if len(block) <= skip:
-                skip -= len(block)
-                continue
-            block = block[skip:]
-            skip = 0
-        if len(block) > want:
-            block = block[:want]
-        want -= len(block)
-        yield block
-        if want == 0:
-            return
-    if want > 0:
-        raise OriginUnavailable(f"{what}: connection closed {want} bytes early")
-

@@ -1,0 +1,400 @@
+"""The filesystem, as plain Python: paths in, attributes, names and bytes out.
+
+Tree (DESIGN.md §1, §5)::
+
+    /                                   the sources served
+    /<source>/                          owners of cached repos
+    /huggingface/{datasets,spaces}/     likewise, for those repo kinds
+    /<source>/<owner>/                  cached repos; any other name is looked up at the origin
+    /<source>/<owner>/<repo>/...        the tree at the default revision (re-resolved after a TTL)
+    /<source>/<owner>/<repo>@<rev>/...  the tree at <rev> (a commit-pinned one never changes)
+
+Sizes are known before any byte is fetched (they come from the tree). Reads of complete blobs
+and of chunks already present go straight to the store's files with ``pread``; only missing
+ranges go through the fetch core. Nothing here knows FUSE: :mod:`hoard.fuse.adapter` forwards
+kernel calls to this class, and tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from hoard.proxy.catalog import Resolved
+from hoard.proxy.fetch import OpenFile
+from hoard.proxy.origin import RemoteFile
+from hoard.store.address import HF_KINDS, SOURCES, Address, check_segment, parse_address
+from hoard.store.errors import HoardError, InvalidAddress, codes_for
+
+from .bridge import CoreBridge
+
+__all__ = ["HoardFS", "Attr", "FsError", "MountOptions"]
+
+log = logging.getLogger("hoard.fuse")
+
+XATTRS = ("user.hoard.address", "user.hoard.revision", "user.hoard.identity", "user.hoard.sha256",
+          "user.hoard.blake3", "user.hoard.present")
+
+
+class FsError(OSError):
+    """An errno for the kernel."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(code, message or os.strerror(code))
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    #: "open": opening a file starts filling it completely; "lazy": fetch only what is read
+    fill: str = "open"
+    #: chunks fetched ahead of a sequential reader
+    readahead: int = 4
+    #: how long a resolved branch is trusted before asking the catalog again
+    ref_cache_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class Attr:
+    mode: int
+    size: int
+    mtime: float
+    nlink: int = 1
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    def as_dict(self, uid: int, gid: int) -> dict[str, Any]:
+        blocks = (self.size + 511) // 512
+        return {
+            "st_mode": self.mode, "st_nlink": self.nlink, "st_size": self.size, "st_uid": uid, "st_gid": gid,
+            "st_mtime": self.mtime, "st_ctime": self.mtime, "st_atime": self.mtime, "st_blocks": blocks,
+        }
+
+
+_DIR = stat.S_IFDIR | 0o555
+_FILE = stat.S_IFREG | 0o444
+
+
+@dataclass(frozen=True)
+class _Where:
+    """A parsed mount path."""
+
+    source: str = ""
+    kind: str = ""
+    owner: str = ""
+    repo: str = ""  # the repo segment as written, "name" or "name@rev"
+    path: str = ""
+    kind_dir: bool = False  # /huggingface/datasets itself
+
+    @property
+    def depth(self) -> str:
+        if not self.source:
+            return "root"
+        if self.kind_dir:
+            return "kind"
+        if not self.owner:
+            return "source"
+        if not self.repo:
+            return "owner"
+        return "repo"
+
+
+class _Handle:
+    """An open file: our own descriptor on its bytes, and its fill state while partial."""
+
+    def __init__(self, rf: RemoteFile, fd: int, of: OpenFile | None) -> None:
+        self.rf = rf
+        self.fd = fd
+        self.of = of
+        self.next_offset = -1
+        self.lock = threading.Lock()
+
+
+class HoardFS:
+    def __init__(self, bridge: CoreBridge, options: MountOptions | None = None) -> None:
+        self.bridge = bridge
+        self.store = bridge.store
+        self.options = options or MountOptions()
+        self.started = time.time()
+        self._lock = threading.Lock()
+        self._resolved: dict[tuple[str, str], tuple[Resolved, float]] = {}
+        self._children: OrderedDict[tuple[str, str], dict[str, dict[str, bool]]] = OrderedDict()
+        self._handles: dict[int, _Handle] = {}
+        self._next_fh = 1
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def _parse(self, path: str) -> _Where:
+        parts = [p for p in path.split("/") if p]
+        if "\0" in path:
+            raise FsError(errno.EINVAL)
+        if not parts:
+            return _Where()
+        try:
+            for seg in parts:
+                check_segment(seg)
+        except InvalidAddress as exc:
+            raise FsError(errno.ENAMETOOLONG if "longer" in str(exc) else errno.EINVAL) from None
+        source = parts[0]
+        if source not in self.bridge.svc.sources:
+            raise FsError(errno.ENOENT)
+        rest = parts[1:]
+        kind = ""
+        if source == "huggingface" and rest and rest[0] in HF_KINDS:
+            kind, rest = rest[0], rest[1:]
+            if not rest:
+                return _Where(source, kind, kind_dir=True)
+        return _Where(source, kind, *(rest[:2] + [""] * (2 - len(rest[:2]))), "/".join(rest[2:]))
+
+    def _address(self, w: _Where) -> Address:
+        prefix = f"{w.source}/{w.kind + '/' if w.kind else ''}{w.owner}/{w.repo}"
+        try:
+            return parse_address(prefix)
+        except InvalidAddress:
+            raise FsError(errno.EINVAL) from None
+
+    def _resolve(self, w: _Where) -> Resolved:
+        addr = self._address(w)
+        key = (addr.repo_key, addr.revision or "")
+        now = time.monotonic()
+        with self._lock:
+            hit = self._resolved.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        resolved = self._call(self.bridge.resolve, addr)
+        src = self.bridge.svc.catalog.source(addr)
+        pinned = addr.revision is not None and src.is_revision_id(addr.revision)
+        expiry = float("inf") if pinned else now + self.options.ref_cache_seconds
+        with self._lock:
+            self._resolved[key] = (resolved, expiry)
+        return resolved
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except FsError:
+            raise
+        except HoardError as exc:
+            raise FsError(codes_for(exc).errno, str(exc)) from None
+
+    def _tree(self, resolved: Resolved) -> dict[str, dict[str, bool]]:
+        """dir path -> {child name: is_dir}, built once per revision."""
+        key = (resolved.addr.repo_key, resolved.revision)
+        with self._lock:
+            tree = self._children.get(key)
+            if tree is not None:
+                self._children.move_to_end(key)
+                return tree
+        tree = {"": {}}
+        for path in resolved.snapshot.files:
+            parts = path.split("/")
+            for i in range(len(parts)):
+                parent = "/".join(parts[:i])
+                tree.setdefault(parent, {})[parts[i]] = i < len(parts) - 1
+        with self._lock:
+            self._children[key] = tree
+            while len(self._children) > 64:
+                self._children.popitem(last=False)
+        return tree
+
+    def _cached_repos(self, source: str, kind: str, owner: str | None) -> list[str]:
+        prefix = f"{source}/{kind + '/' if kind else ''}"
+        names: set[str] = set()
+        for key in self.store.repos(prefix):
+            rest = key[len(prefix) :].split("/")
+            if source == "huggingface" and not kind and rest[0] in HF_KINDS:
+                continue
+            if len(rest) != 2:
+                continue
+            if owner is None:
+                names.add(rest[0])
+            elif rest[0] == owner:
+                names.add(rest[1])
+        return sorted(names)
+
+    # -- operations -------------------------------------------------------------------------
+
+    def getattr(self, path: str) -> Attr:
+        w = self._parse(path)
+        if w.depth in ("root", "source", "kind", "owner"):
+            if w.depth == "owner" and not w.owner:
+                raise FsError(errno.ENOENT)
+            return Attr(_DIR, 0, self.started, 2)
+        resolved = self._resolve(w)
+        mtime = float(resolved.snapshot.created)
+        if not w.path:
+            return Attr(_DIR, 0, mtime, 2)
+        entry = resolved.snapshot.files.get(w.path)
+        if entry is not None:
+            return Attr(_FILE, entry.size, mtime)
+        if w.path in self._tree(resolved):
+            return Attr(_DIR, 0, mtime, 2)
+        raise FsError(errno.ENOENT)
+
+    def readdir(self, path: str) -> list[str]:
+        w = self._parse(path)
+        depth = w.depth
+        if depth == "root":
+            names = [s for s in SOURCES if s in self.bridge.svc.sources]
+        elif depth == "source":
+            names = self._cached_repos(w.source, "", None)
+            if w.source == "huggingface":
+                names = sorted(set(names) | set(HF_KINDS))
+        elif depth == "kind":
+            names = self._cached_repos(w.source, w.kind, None)
+        elif depth == "owner":
+            names = self._cached_repos(w.source, w.kind, w.owner)
+        else:
+            resolved = self._resolve(w)
+            tree = self._tree(resolved)
+            if w.path in resolved.snapshot.files:
+                raise FsError(errno.ENOTDIR)
+            if w.path not in tree:
+                raise FsError(errno.ENOENT)
+            names = sorted(tree[w.path])
+        return [".", "..", *names]
+
+    def open(self, path: str, flags: int) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT):
+            raise FsError(errno.EROFS)
+        w = self._parse(path)
+        if w.depth != "repo" or not w.path:
+            raise FsError(errno.EISDIR)
+        resolved = self._resolve(w)
+        if w.path not in resolved.snapshot.files:
+            raise FsError(errno.EISDIR if w.path in self._tree(resolved) else errno.ENOENT)
+        rf = self.bridge.remote_file(resolved, w.path)
+        handle = self._open_handle(rf)
+        with self._lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self._handles[fh] = handle
+        return fh
+
+    def _open_handle(self, rf: RemoteFile) -> _Handle:
+        b3 = self.store.resolve(rf.identity)
+        if b3 is not None:
+            try:
+                fd = os.open(self.store.blob_path(b3), os.O_RDONLY | os.O_CLOEXEC)
+                self.store.touch(b3)
+                return _Handle(rf, fd, None)
+            except FileNotFoundError:
+                pass  # removed by gc meanwhile: fetch it again
+        of = self._call(self.bridge.open, rf)
+        try:
+            if of.b3 is not None:
+                fd = os.open(self.store.blob_path(of.b3), os.O_RDONLY | os.O_CLOEXEC)
+            else:
+                assert of.partial is not None
+                fd = os.dup(of.partial.fd)  # our own descriptor: survives publish (same inode)
+                if self.options.fill == "open":
+                    self._call(self.bridge.start_fill, of)
+        except BaseException:
+            self._call(self.bridge.close, of)
+            raise
+        return _Handle(rf, fd, of)
+
+    def _handle(self, fh: int) -> _Handle:
+        handle = self._handles.get(fh)
+        if handle is None:
+            raise FsError(errno.EBADF)
+        return handle
+
+    def read(self, fh: int, size: int, offset: int) -> bytes:
+        h = self._handle(fh)
+        end = min(offset + size, h.rf.size)
+        if offset >= end:
+            return b""
+        sequential = offset == h.next_offset
+        h.next_offset = end
+        of = h.of
+        if of is None or of.b3 is not None or self._present(of, offset, end):
+            return os.pread(h.fd, end - offset, offset)
+        readahead = self.options.readahead if sequential or offset == 0 else 0
+        return self._call(self.bridge.read, of, offset, end, readahead)
+
+    @staticmethod
+    def _present(of: OpenFile, start: int, end: int) -> bool:
+        p = of.partial
+        return p is not None and all(p.present(i) for i in p.chunks_for(start, end))
+
+    def release(self, fh: int) -> None:
+        with self._lock:
+            h = self._handles.pop(fh, None)
+        if h is None:
+            return
+        os.close(h.fd)
+        if h.of is not None:
+            try:
+                self.bridge.close(h.of)
+            except HoardError as exc:
+                log.warning("closing %s: %s", h.rf.address, exc)
+
+    # -- extended attributes ----------------------------------------------------------------
+
+    def listxattr(self, path: str) -> list[str]:
+        w = self._parse(path)
+        if w.depth != "repo":
+            return []
+        resolved = self._resolve(w)
+        if w.path not in resolved.snapshot.files:
+            return ["user.hoard.address", "user.hoard.revision"]
+        return [name for name in XATTRS if self._xattr(resolved, w.path, name) is not None]
+
+    def getxattr(self, path: str, name: str) -> bytes:
+        w = self._parse(path)
+        if w.depth != "repo" or not name.startswith("user.hoard."):
+            raise FsError(errno.ENODATA)
+        resolved = self._resolve(w)
+        value = self._xattr(resolved, w.path, name)
+        if value is None:
+            raise FsError(errno.ENODATA)
+        return value.encode()
+
+    def _xattr(self, resolved: Resolved, path: str, name: str) -> str | None:
+        if name == "user.hoard.address":
+            return str(resolved.addr.with_path(path))
+        if name == "user.hoard.revision":
+            return resolved.revision
+        entry = resolved.snapshot.files.get(path)
+        if entry is None:
+            return None
+        if name == "user.hoard.identity":
+            return entry.identity
+        if name == "user.hoard.sha256":
+            if entry.identity.startswith("sha256:"):
+                return entry.identity[7:]
+            lfs = entry.meta.get("lfs")
+            return lfs["oid"] if lfs else None
+        b3 = self.store.resolve(entry.identity)
+        if name == "user.hoard.blake3":
+            return b3
+        if name == "user.hoard.present":
+            if b3 is not None or entry.size == 0:
+                return "1"
+            status = self.store.partial_status(entry.identity)
+            present = status[0] if status else 0
+            return f"{present / entry.size:.6f}".rstrip("0").rstrip(".") or "0"
+        return None
+
+    # -- the rest ---------------------------------------------------------------------------
+
+    def statfs(self) -> dict[str, int]:
+        st = os.statvfs(self.store.home)
+        return {
+            "f_bsize": st.f_bsize, "f_frsize": st.f_frsize, "f_blocks": st.f_blocks, "f_bfree": st.f_bfree,
+            "f_bavail": st.f_bavail, "f_files": st.f_files, "f_ffree": st.f_ffree, "f_namemax": 255,
+        }
+
+    def close(self) -> None:
+        for fh in list(self._handles):
+            self.release(fh)
+

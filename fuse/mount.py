@@ -1,0 +1,124 @@
+"""Running a mount: the core in a thread, libfuse in the foreground, a clean unmount.
+
+``hoard mount`` stays in the foreground until SIGINT/SIGTERM (libfuse's own handlers end the
+session) or ``hoard umount``; either way the filesystem is unmounted before it exits. With
+``--daemon`` the CLI starts this same command detached and returns once the mount is live.
+
+After the mount is up, its kernel read-ahead is raised (the per-mount bdi setting): FUSE
+mounts start at 128 KiB, and fewer, bigger requests are what makes a Python filesystem fast
+(shared/reference/fuse_perf.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import mfusepy
+
+from hoard.proxy.service import ProxyConfig
+from hoard.store.errors import UsageError
+from hoard.store.store import Store
+
+from .adapter import HoardOperations
+from .bridge import CoreBridge
+from .fs import HoardFS, MountOptions
+
+__all__ = ["run_mount", "unmount", "is_mounted", "READ_AHEAD_KB"]
+
+log = logging.getLogger("hoard.fuse")
+
+READ_AHEAD_KB = 16 * 1024
+
+
+def _mount_device(mountpoint: str) -> str | None:
+    """major:minor of the FUSE filesystem mounted at ``mountpoint`` (from /proc/self/mountinfo)."""
+    target = os.path.realpath(mountpoint)
+    dev = None
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            for line in fh:
+                fields = line.split()
+                fstype = line.split(" - ", 1)[-1].split(" ", 1)[0]
+                if len(fields) > 4 and fields[4] == target and fstype.startswith("fuse"):
+                    dev = fields[2]  # the last one wins: mounts stack
+    except OSError:
+        return None
+    return dev
+
+
+def _raise_readahead(mountpoint: str) -> None:
+    for _ in range(50):
+        dev = _mount_device(mountpoint)
+        if dev:
+            try:
+                Path(f"/sys/class/bdi/{dev}/read_ahead_kb").write_text(str(READ_AHEAD_KB))
+                log.info("read-ahead of %s raised to %d KiB", mountpoint, READ_AHEAD_KB)
+            except OSError as exc:  # not root, or no sysfs: keep the default
+                log.info("could not raise read-ahead of %s: %s", mountpoint, exc)
+            return
+        time.sleep(0.1)
+
+
+def is_mounted(mountpoint: str) -> bool:
+    return _mount_device(mountpoint) is not None
+
+
+def run_mount(
+    mountpoint: str,
+    config: ProxyConfig,
+    store: Store,
+    options: MountOptions,
+    *,
+    allow_other: bool = False,
+    debug: bool = False,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Mount and serve until unmounted; returns after a clean unmount."""
+    if not os.path.isdir(mountpoint):
+        raise UsageError(f"mount point {mountpoint} is not a directory")
+    if is_mounted(mountpoint):
+        raise UsageError(f"{mountpoint} is already a mount point (hoard umount {mountpoint})")
+    if not os.path.exists("/dev/fuse"):
+        raise UsageError("/dev/fuse is missing: this machine (or container) cannot mount FUSE filesystems")
+    bridge = CoreBridge(config, store)
+    fs = HoardFS(bridge, options)
+
+    def ready() -> None:
+        threading.Thread(target=_raise_readahead, args=(mountpoint,), daemon=True).start()
+        if on_ready is not None:
+            on_ready()
+
+    ops = HoardOperations(fs, on_ready=ready)
+    kwargs: dict[str, object] = {"fsname": "hoard", "subtype": "hoard", "ro": True, "foreground": True}
+    if allow_other:
+        kwargs["allow_other"] = True
+    if debug:
+        kwargs["debug"] = True
+    try:
+        mfusepy.FUSE(ops, mountpoint, raw_fi=True, **kwargs)
+    except RuntimeError as exc:
+        raise UsageError(f"mounting {mountpoint} failed ({exc}); is fuse3 installed (fusermount3)?") from None
+    finally:
+        fs.close()
+        bridge.close_all()
+
+
+def unmount(mountpoint: str, lazy: bool = False) -> None:
+    """Unmount with fusermount3 (or fusermount, or umount as a last resort)."""
+    for tool, args in (("fusermount3", ["-u"]), ("fusermount", ["-u"]), ("umount", [])):
+        path = shutil.which(tool)
+        if path is None:
+            continue
+        cmd = [path, *args, *(["-z"] if lazy else []), mountpoint]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode == 0:
+            return
+        raise UsageError(f"{tool} failed: {proc.stderr.strip() or proc.returncode}")
+    raise UsageError("no fusermount3/fusermount/umount found")

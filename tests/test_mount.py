@@ -1,0 +1,252 @@
+"""Real mounts: `hoard mount` in a process, read by real programs, always unmounted."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .fakes.content import Content
+from .fakes.hub import FakeHub
+from .harness import MountProcess, ServeProcess
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
+    reason="needs /dev/fuse and fusermount3 (apt-get install fuse3)",
+)
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    with FakeHub() as h:
+        yield h
+
+
+@pytest.fixture
+def mount_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["HOARD_CHUNK_SIZE"] = "1MiB"
+    env.pop("HF_TOKEN", None)
+    return env
+
+
+def wait_for(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll a condition the product reaches asynchronously (a background fill, say)."""
+    deadline = threading.Event()
+    for _ in range(int(timeout / 0.05)):
+        if cond():
+            return
+        deadline.wait(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def cdn_bytes(hub: FakeHub) -> int:
+    return hub.bytes_sent["cdn"]
+
+
+def test_list_stat_read_and_xattrs(hub: FakeHub, tmp_path: Path, mount_env: dict[str, str]) -> None:
+    weights = Content("weights", 5 * MiB + 3)
+    commit = hub.add_repo("org/tiny", {"config.json": b'{"a": 1}\n', "model.safetensors": weights,
+                                       "sub/dir/notes.txt": b"hello"})
+    with MountProcess(tmp_path / "home", tmp_path / "mnt", hub.url, env=mount_env) as m:
+        repo = m.path("huggingface/org/tiny")
+        assert sorted(os.listdir(repo)) == [".gitattributes", "config.json", "model.safetensors", "sub"]
+        assert os.listdir(repo / "sub/dir") == ["notes.txt"]
+        st = os.stat(repo / "model.safetensors")
+        assert st.st_size == weights.size  # before any byte was fetched
+        assert cdn_bytes(hub) == 0
+        assert (st.st_mode & 0o777) == 0o444
+        assert (repo / "config.json").read_text() == '{"a": 1}\n'
+        assert (repo / "model.safetensors").read_bytes() == weights.read()
+        assert os.getxattr(repo / "model.safetensors", "user.hoard.sha256").decode() == weights.sha256
+        assert os.getxattr(repo / "model.safetensors", "user.hoard.address").decode() == \
+            f"huggingface/org/tiny@{commit}/model.safetensors"
+        assert 0 < float(os.getxattr(repo / "model.safetensors", "user.hoard.present")) <= 1
+        # pinned revision directory, resolved on lookup
+        assert (m.path(f"huggingface/org/tiny@{commit}/sub/dir/notes.txt")).read_bytes() == b"hello"
+        assert "tiny" in os.listdir(m.path("huggingface/org"))
+        # opening started a fill: once verified and published, BLAKE3 is known and all is present
+        wait_for(lambda: "user.hoard.blake3" in os.listxattr(repo / "model.safetensors"))
+        assert os.getxattr(repo / "model.safetensors", "user.hoard.blake3").decode() == weights.blake3
+        assert os.getxattr(repo / "model.safetensors", "user.hoard.present") == b"1"
+
+
+def test_errors_map_to_errno(hub: FakeHub, tmp_path: Path, mount_env: dict[str, str]) -> None:
+    hub.add_repo("org/tiny", {"config.json": b"{}"})
+    with MountProcess(tmp_path / "home", tmp_path / "mnt", hub.url, env=mount_env) as m:
+        repo = m.path("huggingface/org/tiny")
+        with pytest.raises(FileNotFoundError):
+            os.stat(m.path("huggingface/org/no-such-repo"))
+        with pytest.raises(FileNotFoundError):
+            os.stat(repo / "missing.bin")
+        with pytest.raises(OSError) as exc:
+            os.stat(m.path("huggingface/org/" + "x" * 300))
+        assert exc.value.errno in (errno.ENAMETOOLONG, errno.EINVAL)
+        for action in (
+            lambda: open(repo / "new.txt", "w"),
+            lambda: open(repo / "config.json", "r+b"),
+            lambda: os.mkdir(repo / "d"),
+            lambda: os.unlink(repo / "config.json"),
+            lambda: os.rename(repo / "config.json", repo / "c2"),
+        ):
+            with pytest.raises(OSError) as exc:
+                action()
+            assert exc.value.errno == errno.EROFS
+        with pytest.raises(OSError) as exc:
+            os.getxattr(repo / "config.json", "user.other")
+        assert exc.value.errno == errno.ENODATA
+
+
+def test_safetensors_torch_mmap_and_onnx(hub: FakeHub, tmp_path: Path, mount_env: dict[str, str]) -> None:
+    np = pytest.importorskip("numpy")
+    from safetensors.numpy import save as st_save
+
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    arrays = {"w": np.arange(300_000, dtype=np.float32).reshape(600, 500), "b": np.ones(7, dtype=np.float16)}
+    buf = io.BytesIO()
+    state = {"layer.weight": torch.arange(12.0).reshape(3, 4), "layer.bias": torch.zeros(3)}
+    torch.save(state, buf)
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph)
+    hub.add_repo("org/models", {"model.safetensors": st_save(arrays), "model.pt": buf.getvalue(),
+                                "model.onnx": model.SerializeToString()})
+    (tmp_path / "expected.pt").write_bytes(buf.getvalue())
+    np.save(tmp_path / "w.npy", arrays["w"])
+    # the frameworks read the mount from another process: some hold the GIL across open() and
+    # page faults, and the fake origin lives in this process
+    code = f"""
+import sys, numpy as np, torch, onnx
+from safetensors import safe_open
+repo = sys.argv[1]
+with safe_open(repo + "/model.safetensors", framework="np") as f:
+    assert sorted(f.keys()) == ["b", "w"], f.keys()
+    assert (f.get_tensor("w") == np.load({str(tmp_path / "w.npy")!r})).all()
+loaded = torch.load(repo + "/model.pt", mmap=True, weights_only=True)
+want = torch.load({str(tmp_path / "expected.pt")!r}, weights_only=True)
+assert all(torch.equal(loaded[k], want[k]) for k in want)
+assert onnx.load(repo + "/model.onnx").graph.node[0].op_type == "Relu"
+print("ok")
+"""
+    with MountProcess(tmp_path / "home", tmp_path / "mnt", hub.url, env=mount_env) as m:
+        out = subprocess.run([sys.executable, "-c", code, str(m.path("huggingface/org/models"))],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_parallel_readers_of_a_cold_file_fetch_it_once(hub: FakeHub, tmp_path: Path, mount_env: dict[str, str]) -> None:
+    big = Content("parallel", 24 * MiB)
+    hub.add_repo("org/big", {"model.safetensors": big})
+    with MountProcess(tmp_path / "home", tmp_path / "mnt", hub.url, "--fill", "lazy", env=mount_env) as m:
+        path = m.path("huggingface/org/big/model.safetensors")
+        results: list[bool] = []
+
+        def reader() -> None:
+            results.append(path.read_bytes() == big.read())
+
+        threads = [threading.Thread(target=reader) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert results == [True] * 4
+        assert cdn_bytes(hub) <= 1.05 * big.size
+
+
+def test_small_read_deep_in_cold_file_fetches_little(hub: FakeHub, tmp_path: Path, mount_env: dict[str, str]) -> None:
+    big = Content("deep", 64 * MiB)
+    hub.add_repo("org/big", {"model.safetensors": big})
+    with MountProcess(tmp_path / "home", tmp_path / "mnt", hub.url, "--fill", "lazy", env=mount_env) as m:
+        with open(m.path("huggingface/org/big/model.safetensors"), "rb") as fh:
+            fh.seek(40 * MiB + 123)
+            assert fh.read(4096) == big.read(40 * MiB + 123, 40 * MiB + 123 + 4096)
+        assert 0 < cdn_bytes(hub) <= 4 * MiB
+
+
+def test_origin_dying_mid_read_gives_eio_not_a_hang(hub: FakeHub, tmp_path: Path, mount_env: dict[str, str]) -> None:
+    big = Content("dying", 16 * MiB)
+    hub.add_repo("org/big", {"model.safetensors": big})
+    hub.fault(origin="cdn", slow=2 * MiB)  # slow enough that the read is still running
+    with MountProcess(tmp_path / "home", tmp_path / "mnt", hub.url, "--fill", "lazy", env=mount_env) as m:
+        path = m.path("huggingface/org/big/model.safetensors")
+        outcome: list[BaseException | bytes] = []
+
+        def reader() -> None:
+            try:
+                outcome.append(path.read_bytes())
+            except OSError as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        while cdn_bytes(hub) < 1 * MiB:  # the read is under way
+            threading.Event().wait(0.02)
+        hub.pause()
+        t.join(120)
+        assert not t.is_alive(), "read hung after the origin died"
+        assert isinstance(outcome[0], OSError) and outcome[0].errno == errno.EIO
+        # cached files stay readable while the origin is down
+        hub.resume()
+
+
+def test_dead_origin_leaves_cached_files_readable(hub: FakeHub, tmp_path: Path, mount_env: dict[str, str]) -> None:
+    data = Content("cached", 3 * MiB)
+    hub.add_repo("org/c", {"model.safetensors": data, "config.json": b"{}"})
+    home = tmp_path / "home"
+    with MountProcess(home, tmp_path / "mnt", hub.url, env=mount_env) as m:
+        assert m.path("huggingface/org/c/model.safetensors").read_bytes() == data.read()
+    hub.pause()
+    with MountProcess(home, tmp_path / "mnt", hub.url, env=mount_env) as m:
+        assert m.path("huggingface/org/c/model.safetensors").read_bytes() == data.read()
+        with pytest.raises(OSError) as exc:
+            os.stat(m.path("huggingface/org/never-seen"))
+        assert exc.value.errno == errno.EIO  # unknown, and the origin cannot be asked
+
+
+def test_mount_and_serve_share_one_store(hub: FakeHub, tmp_path: Path, mount_env: dict[str, str]) -> None:
+    data = Content("shared", 12 * MiB)
+    hub.add_repo("org/s", {"model.safetensors": data})
+    home = tmp_path / "home"
+    with MountProcess(home, tmp_path / "mnt", hub.url, "--fill", "lazy", env=mount_env) as m, \
+            ServeProcess(home, hub.url, env=mount_env) as srv:
+        got: dict[str, bytes] = {}
+
+        def via_http() -> None:
+            with urllib.request.urlopen(f"{srv.url}/org/s/resolve/main/model.safetensors", timeout=60) as r:
+                got["http"] = r.read()
+
+        t = threading.Thread(target=via_http)
+        t.start()
+        got["mount"] = m.path("huggingface/org/s/model.safetensors").read_bytes()
+        t.join(120)
+        assert got["http"] == data.read() and got["mount"] == data.read()
+        assert cdn_bytes(hub) <= 1.05 * data.size  # no chunk fetched by both processes
+
+
+def test_umount_command_stops_the_mount(hub: FakeHub, tmp_path: Path, mount_env: dict[str, str]) -> None:
+    hub.add_repo("org/u", {"config.json": b"{}"})
+    m = MountProcess(tmp_path / "home", tmp_path / "mnt", hub.url, env=mount_env).start()
+    try:
+        assert (m.path("huggingface/org/u/config.json")).read_bytes() == b"{}"
+        out = subprocess.run([sys.executable, "-m", "hoard.cli.main", "umount", str(m.mountpoint)],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert m.proc is not None and m.proc.wait(30) == 0
+        assert not os.path.ismount(m.mountpoint)
+    finally:
+        m.unmount()
