@@ -1,26 +1,43 @@
-"""``hoard export`` / ``hoard import``: move cached repos between stores."""
+"""``hoard export`` / ``hoard import``: move cached revisions between stores and tools."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from hoard.store.errors import UsageError
+from hoard.store.address import parse_address
+from hoard.store.transfer import export, import_path
 
-from .common import App, common_options
+from .common import App, common_options, emit, progress_bar
+from .config import format_size
 
 
 @click.command("export")
 @click.argument("address")
-@click.argument("dest")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["dir", "hf-cache", "hoard"]), default="dir", show_default=True,
+              help="dir: plain files; hf-cache: a Hugging Face hub cache (HF_HUB_CACHE); "
+                   "hoard: a bundle for `hoard import` (a directory, or DEST.tar).")
+@click.option("--link", is_flag=True, help="Hard-link the read-only blobs instead of copying (same filesystem).")
 @common_options()
-def export_cmd(app: App, address: str, dest: str) -> None:
-    """Export a cached repo revision to DEST."""
-    raise UsageError("export is not available in this build yet")
+def export_cmd(app: App, address: str, dest: Path, fmt: str, link: bool) -> None:
+    """Export a cached repo revision (ADDRESS = <source>/<owner>/<repo>[@rev]) to DEST."""
+    addr = parse_address(address, default_source="huggingface")
+    with progress_bar(app, f"export {addr.repo_key}", None) as advance:
+        summary = export(app.store, addr, dest, fmt, link=link, progress=advance)
+    emit(app, summary, f"exported {summary['files']} file(s), {format_size(summary['bytes'])} of "
+                       f"{summary['repo']}@{summary['revision'][:12]} to {dest} ({fmt})")
 
 
 @click.command("import")
-@click.argument("source")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
 @common_options()
-def import_cmd(app: App, source: str) -> None:
-    """Import an export made by `hoard export`."""
-    raise UsageError("import is not available in this build yet")
+def import_cmd(app: App, source: Path) -> None:
+    """Import a `hoard export --format hoard` bundle (a directory or .tar), or the blobs of a
+    Hugging Face hub cache (e.g. ~/.cache/huggingface/hub), verifying every byte."""
+    with progress_bar(app, f"import {source}", None) as advance:
+        report = import_path(app.store, source, progress=advance)
+    emit(app, report.as_dict(), f"imported {report.blobs} blob(s), {format_size(report.bytes)}"
+                                + (f"; revisions: {', '.join(report.revisions)}" if report.revisions else "")
+                                + (f"; skipped {len(report.skipped)}" if report.skipped else ""))

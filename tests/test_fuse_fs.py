@@ -1,0 +1,204 @@
+"""The filesystem class driven in-process (no kernel): the many small cases of the mount."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hoard.fuse.bridge import CoreBridge
+from hoard.fuse.fs import FsError, HoardFS, MountOptions
+from hoard.proxy.fetch import FetchConfig
+from hoard.proxy.service import ProxyConfig
+from hoard.store.config import StoreConfig
+from hoard.store.store import Store
+
+from .fakes.content import Content
+from .fakes.hub import FakeHub
+from .harness import TEST_HTTP, ProxyThread
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    with FakeHub() as h:
+        yield h
+
+
+def make_fs(home: Path, endpoint: str, *, upstream: str | None = None, refs_ttl: float = 60.0,
+            fill: str = "lazy") -> tuple[HoardFS, Store]:
+    store = Store(StoreConfig(home, chunk_size=1 * MiB))
+    config = ProxyConfig(hf_endpoint=endpoint, upstream=upstream, refs_ttl=refs_ttl, http=TEST_HTTP,
+                         fetch=FetchConfig(chunk_attempts=2, failure_hold=0.5))
+    bridge = CoreBridge(config, store)
+    return HoardFS(bridge, MountOptions(fill=fill, ref_cache_seconds=0.0)), store
+
+
+@pytest.fixture
+def fs(hub: FakeHub, tmp_path: Path) -> Iterator[HoardFS]:
+    hoardfs, store = make_fs(tmp_path / "home", hub.url)
+    yield hoardfs
+    hoardfs.close()
+    hoardfs.bridge.close_all()
+    store.close()
+
+
+def wait_for(cond, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    for _ in range(int(timeout / 0.02)):
+        if cond():
+            return
+        threading.Event().wait(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def read_all(fs: HoardFS, path: str, block: int = 128 << 10) -> bytes:
+    fh = fs.open(path, os.O_RDONLY)
+    try:
+        size = fs.getattr(path).size
+        return b"".join(fs.read(fh, block, off) for off in range(0, size, block))
+    finally:
+        fs.release(fh)
+
+
+def test_tree_levels(fs: HoardFS, hub: FakeHub) -> None:
+    hub.add_repo("org/a", {"x/y/z.txt": b"z", "top.json": b"{}"})
+    hub.add_repo("org/ds", {"data/train.csv": b"a,b\n"}, repo_type="dataset")
+    assert fs.readdir("/")[2:] == ["huggingface", "local"]
+    assert fs.readdir("/huggingface")[2:] == ["datasets", "spaces"]
+    assert fs.getattr("/huggingface/org/a").is_dir
+    assert fs.readdir("/huggingface/org/a")[2:] == [".gitattributes", "top.json", "x"]
+    assert fs.readdir("/huggingface/org/a/x")[2:] == ["y"]
+    assert fs.getattr("/huggingface/org/a/x/y/z.txt").size == 1
+    assert fs.readdir("/huggingface")[2:] == ["datasets", "org", "spaces"]
+    assert fs.readdir("/huggingface/org")[2:] == ["a"]
+    assert read_all(fs, "/huggingface/datasets/org/ds/data/train.csv") == b"a,b\n"
+    assert fs.readdir("/huggingface/datasets")[2:] == ["org"]
+
+
+def test_errnos(fs: HoardFS, hub: FakeHub) -> None:
+    hub.add_repo("org/a", {"d/f.txt": b"f"})
+    cases = [
+        (lambda: fs.getattr("/nosource"), errno.ENOENT),
+        (lambda: fs.getattr("/huggingface/org/missing-repo"), errno.ENOENT),
+        (lambda: fs.getattr("/huggingface/org/a/nope"), errno.ENOENT),
+        (lambda: fs.getattr("/huggingface/org/a@no-such-branch"), errno.ENOENT),
+        (lambda: fs.getattr("/huggingface/org/" + "n" * 256), errno.ENAMETOOLONG),
+        (lambda: fs.getattr("/huggingface/org/a/.."), errno.EINVAL),
+        (lambda: fs.open("/huggingface/org/a/d", os.O_RDONLY), errno.EISDIR),
+        (lambda: fs.open("/huggingface/org/a/d/f.txt", os.O_WRONLY), errno.EROFS),
+        (lambda: fs.open("/huggingface/org/a/d/f.txt", os.O_RDWR), errno.EROFS),
+        (lambda: fs.readdir("/huggingface/org/a/d/f.txt"), errno.ENOTDIR),
+        (lambda: fs.read(999, 10, 0), errno.EBADF),
+        (lambda: fs.getxattr("/huggingface/org/a/d/f.txt", "user.nope"), errno.ENODATA),
+    ]
+    for action, code in cases:
+        with pytest.raises(FsError) as exc:
+            action()
+        assert exc.value.errno == code, (action, exc.value)
+
+
+def test_gated_repo_is_eacces(hub: FakeHub, tmp_path: Path) -> None:
+    hub.add_repo("org/gated", {"w.bin": b"secret"}, gated="manual")
+    fs, store = make_fs(tmp_path / "home", hub.url)
+    try:
+        with pytest.raises(FsError) as exc:
+            fs.getattr("/huggingface/org/gated/w.bin")
+        assert exc.value.errno == errno.EACCES
+    finally:
+        fs.bridge.close_all()
+        store.close()
+
+
+def test_branch_moves_after_ttl_commit_never_does(hub: FakeHub, tmp_path: Path) -> None:
+    first = hub.add_repo("org/m", {"v.txt": b"one"})
+    fs, store = make_fs(tmp_path / "home", hub.url, refs_ttl=0.0)
+    try:
+        assert read_all(fs, "/huggingface/org/m/v.txt") == b"one"
+        second = hub.commit("org/m", {"v.txt": b"two!"})
+        assert read_all(fs, "/huggingface/org/m/v.txt") == b"two!"
+        assert read_all(fs, f"/huggingface/org/m@{first}/v.txt") == b"one"
+        assert fs.getxattr("/huggingface/org/m/v.txt", "user.hoard.revision").decode() == second
+        hub.tag("org/m", "v1", first)
+        assert read_all(fs, "/huggingface/org/m@v1/v.txt") == b"one"
+    finally:
+        fs.bridge.close_all()
+        store.close()
+
+
+def test_lazy_read_fetches_only_the_chunks_read(fs: HoardFS, hub: FakeHub) -> None:
+    big = Content("lazy", 12 * MiB)
+    hub.add_repo("org/big", {"model.safetensors": big})
+    path = "/huggingface/org/big/model.safetensors"
+    fh = fs.open(path, os.O_RDONLY)
+    try:
+        assert fs.read(fh, 4096, 7 * MiB + 5) == big.read(7 * MiB + 5, 7 * MiB + 5 + 4096)
+        # the read returned as soon as its bytes landed; the chunk completes in the background
+        wait_for(lambda: fs.getxattr(path, "user.hoard.present") == b"0.083333")
+        assert hub.bytes_sent["cdn"] == 1 * MiB
+        # the same range again comes from the store
+        assert fs.read(fh, 4096, 7 * MiB + 5) == big.read(7 * MiB + 5, 7 * MiB + 5 + 4096)
+        assert hub.bytes_sent["cdn"] == 1 * MiB
+    finally:
+        fs.release(fh)
+
+
+def test_open_fill_completes_and_publishes(hub: FakeHub, tmp_path: Path) -> None:
+    big = Content("fill", 5 * MiB)
+    hub.add_repo("org/f", {"model.safetensors": big})
+    fs, store = make_fs(tmp_path / "home", hub.url, fill="open")
+    try:
+        path = "/huggingface/org/f/model.safetensors"
+        fh = fs.open(path, os.O_RDONLY)
+        assert fs.read(fh, 100, 0) == big.read(0, 100)
+        fs.bridge.fill(fs._handles[fh].of)  # type: ignore[arg-type]  # wait for the background fill
+        fs.release(fh)
+        assert fs.getxattr(path, "user.hoard.blake3").decode() == big.blake3
+        assert store.blob_path(big.blake3).read_bytes() == big.read()
+    finally:
+        fs.bridge.close_all()
+        store.close()
+
+
+def test_local_source(fs: HoardFS, tmp_path: Path) -> None:
+    from hoard.store.address import parse_address
+    from hoard.store.catalog import add_directory
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "w.bin").write_bytes(b"local bytes")
+    add_directory(fs.store, src, parse_address("local/me/model@v2"))
+    assert fs.readdir("/local")[2:] == ["me"]
+    assert fs.readdir("/local/me")[2:] == ["model"]
+    assert read_all(fs, "/local/me/model/sub/w.bin") == b"local bytes"
+    assert read_all(fs, "/local/me/model@v2/sub/w.bin") == b"local bytes"
+
+
+def test_child_fills_from_a_parent_hoard(hub: FakeHub, tmp_path: Path) -> None:
+    data = Content("tiered", 3 * MiB)
+    commit = hub.add_repo("org/t", {"model.safetensors": data, "config.json": b"{}"})
+    with ProxyThread(tmp_path / "parent", hub.url) as parent:
+        fs, store = make_fs(tmp_path / "child", "http://127.0.0.1:9", upstream=parent.url)
+        try:
+            assert fs.readdir("/huggingface/org/t")[2:] == [".gitattributes", "config.json", "model.safetensors"]
+            assert read_all(fs, "/huggingface/org/t/model.safetensors") == data.read()
+            assert fs.getxattr("/huggingface/org/t/model.safetensors", "user.hoard.revision").decode() == commit
+            assert hub.bytes_sent["cdn"] <= 1.05 * data.size
+        finally:
+            fs.close()
+            fs.bridge.close_all()
+            store.close()
+        # a second node: the parent now serves it from its store; the origin is not asked again
+        fs2, store2 = make_fs(tmp_path / "child2", "http://127.0.0.1:9", upstream=parent.url)
+        try:
+            before = hub.bytes_sent["cdn"]
+            assert read_all(fs2, "/huggingface/org/t/model.safetensors") == data.read()
+            assert hub.bytes_sent["cdn"] == before
+        finally:
+            fs2.bridge.close_all()
+            store2.close()
