@@ -52,7 +52,7 @@ class CoreBridge:
     # -- names ------------------------------------------------------------------------------
 
     def resolve(self, addr: Address) -> Resolved:
-        return self.call(self.svc.catalog.resolve(addr, self.creds), timeout=120)
+        return self.call(self.svc.catalog.resolve(addr, self.creds, trust_offline=True), timeout=120)
 
     def remote_file(self, resolved: Resolved, path: str) -> RemoteFile:
         src = self.svc.catalog.source(resolved.addr)

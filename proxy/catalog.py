@@ -103,8 +103,17 @@ class Catalog:
         finally:
             del self._pending[key]
 
-    async def resolve(self, addr: Address, creds: Credentials, *, check_access: bool = True) -> Resolved:
-        """Pin ``addr`` to an immutable revision and return its tree."""
+    async def resolve(
+        self, addr: Address, creds: Credentials, *, access: str = "files", trust_offline: bool = False
+    ) -> Resolved:
+        """Pin ``addr`` to an immutable revision and return its tree.
+
+        ``access`` says what the caller will hand out: ``"files"`` (bytes: private and gated
+        repos need credentials the origin admits), ``"metadata"`` (listings: only private
+        repos do), or ``"none"`` (the caller checks, or serves no one but the local user).
+        With ``trust_offline`` (the local user's own mount) an access check the origin cannot
+        answer lets cached content through, as a dead origin must leave cached files readable.
+        """
         src = self.source(addr)
         ref = addr.revision or default_ref(addr.source)
         key = addr.repo_key
@@ -117,8 +126,13 @@ class Catalog:
             resolved = Resolved(addr.with_revision(ref), snap)
         else:
             resolved = await self._resolve_ref(src, addr, ref, creds)
-        if check_access and src.restricted(resolved.snapshot):
-            await self._check_access(src, resolved, creds)
+        if access != "none" and src.restricted(resolved.snapshot, files=access == "files"):
+            try:
+                await self._check_access(src, resolved, creds)
+            except OriginUnavailable:
+                if not trust_offline:
+                    raise
+                log.info("origin unreachable; trusting the local user with cached %s", key)
         return resolved
 
     async def _resolve_ref(self, src: Source, addr: Address, ref: str, creds: Credentials) -> Resolved:

@@ -91,6 +91,8 @@ class OpenFile:
         self.error: BaseException | None = None
         self.fill: asyncio.Task[str] | None = None
         self.blob_fd: int | None = None
+        #: the one verification-and-publish of this file in flight
+        self.finalizing: asyncio.Task[str | None] | None = None
         #: the last transient failure, and until when (loop time) reads fail with it at once
         self.failure: BaseException | None = None
         self.failed_until = 0.0
@@ -158,19 +160,22 @@ class FetchCore:
 
     async def close(self, of: OpenFile) -> None:
         of.refs -= 1
+        self._retire(of)
+
+    def _retire(self, of: OpenFile) -> None:
+        """Let go of a file nobody reads, fills or fetches chunks of any more."""
         if of.refs > 0 or (of.fill is not None and not of.fill.done()):
             return
+        if any(k[0] == of.identity for k in self._chunks):
+            return  # read-ahead still running: its task retires the file when it ends
         if self._files.get(of.identity) is of:
             del self._files[of.identity]
-        self._drop_partial(of)
+        if of.partial is not None:
+            self.store.release(of.partial)
+            of.partial = None
         if of.blob_fd is not None:
             os.close(of.blob_fd)
             of.blob_fd = None
-
-    def _drop_partial(self, of: OpenFile) -> None:
-        if of.partial is not None and not any(k[0] == of.identity for k in self._chunks):
-            self.store.release(of.partial)
-            of.partial = None
 
     # -- chunks -----------------------------------------------------------------------------
 
@@ -212,6 +217,7 @@ class FetchCore:
                 await self._finalize(of)
             except HoardError:
                 pass  # recorded in of.error; readers and fills report it
+        self._retire(of)
 
     async def _fill_chunk(self, of: OpenFile, p: Partial, cf: ChunkFetch) -> None:
         loop = asyncio.get_running_loop()
@@ -270,6 +276,14 @@ class FetchCore:
                 await asyncio.sleep(delay)
 
     async def _finalize(self, of: OpenFile) -> str | None:
+        """Verify and publish the file once, however many tasks ask at the same time."""
+        if of.b3 is not None:
+            return of.b3
+        if of.finalizing is None or of.finalizing.done():
+            of.finalizing = asyncio.get_running_loop().create_task(self._finalize_once(of))
+        return await asyncio.shield(of.finalizing)
+
+    async def _finalize_once(self, of: OpenFile) -> str | None:
         p = of.partial
         if p is None:
             return of.b3
@@ -282,19 +296,19 @@ class FetchCore:
             if self._files.get(of.identity) is of:
                 del self._files[of.identity]
             raise
-        if b3 is not None:
+        if b3 is not None and of.b3 is None:
             of.b3 = b3
             self.metrics.inc(m.PUBLISHED)
-            self._drop_partial(of)
+        # the partial stays open until the last reader closes the file: readers may be using it
         return b3
 
     # -- whole files ------------------------------------------------------------------------
 
     def start_fill(self, of: OpenFile) -> asyncio.Task[str]:
         """Fill the whole file in the background (idempotent); the task returns its BLAKE3."""
-        if of.fill is None or (of.fill.done() and of.fill.exception() is not None):
+        if of.fill is None or (of.fill.done() and (of.fill.cancelled() or of.fill.exception() is not None)):
             of.fill = asyncio.get_running_loop().create_task(self._fill_all(of))
-            of.fill.add_done_callback(lambda t: t.cancelled() or t.exception())
+            of.fill.add_done_callback(lambda t: (t.cancelled() or t.exception(), self._retire(of)))
         return of.fill
 
     async def fill(self, of: OpenFile) -> str:
@@ -449,8 +463,7 @@ class FetchCore:
         await asyncio.gather(*tasks, return_exceptions=True)
         for of in list(self._files.values()):
             of.refs = 0
-            self._drop_partial(of)
-            if of.blob_fd is not None:
-                os.close(of.blob_fd)
+            of.fill = None
+            self._retire(of)
         self._files.clear()
 

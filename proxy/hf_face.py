@@ -266,7 +266,7 @@ def _info_handler(with_revision: bool):  # type: ignore[no-untyped-def]
             passed = await _passthrough(request, svc, hf.api_url(addr, *tail))
             if passed is not None:
                 return passed
-        resolved = await svc.catalog.resolve(addr, credentials(request))
+        resolved = await svc.catalog.resolve(addr, credentials(request), access="metadata")
         return web.json_response(_info_json(resolved, _flag(request, "blobs")))
 
     return handler
@@ -328,7 +328,7 @@ def _tree_handler():  # type: ignore[no-untyped-def]
             passed = await _passthrough(request, svc, url)
             if passed is not None:
                 return passed
-        resolved = await svc.catalog.resolve(addr, credentials(request))
+        resolved = await svc.catalog.resolve(addr, credentials(request), access="metadata")
         try:
             entries = tree_listing(resolved.snapshot, path, _flag(request, "recursive"))
         except EntryNotFound as exc:
@@ -372,7 +372,7 @@ async def _paths_info(request: web.Request) -> web.StreamResponse:
         paths = [raw] if isinstance(raw, str) else list(raw)
     else:
         paths = parse_qs(body.decode()).get("paths", [])
-    resolved = await svc.catalog.resolve(addr, credentials(request))
+    resolved = await svc.catalog.resolve(addr, credentials(request), access="metadata")
     snap = resolved.snapshot
     dirs = _dirs(snap)
     out = []

@@ -108,9 +108,13 @@ class Source(abc.ABC):
         Called before serving cached content of repos the snapshot marks restricted.
         """
 
-    def restricted(self, snap: Snapshot) -> bool:
-        """True if cached content of this revision may only go to clients the origin admits."""
-        return bool(snap.info.get("private") or snap.info.get("gated"))
+    def restricted(self, snap: Snapshot, files: bool = True) -> bool:
+        """True if cached content of this revision may only go to clients the origin admits.
+
+        A private repo restricts everything; a gated one only its files (its metadata and
+        listings are public, as on the Hub).
+        """
+        return bool(snap.info.get("private") or (files and snap.info.get("gated")))
 
     async def close(self) -> None:
         """Release resources (the shared HTTP client is closed by its owner)."""

@@ -89,6 +89,8 @@ class _SendfileResponse(web.StreamResponse):
         self.content_length = count
 
     async def prepare(self, request: web.BaseRequest):  # type: ignore[no-untyped-def]
+        if self.prepared:  # aiohttp calls prepare() again after the handler returns
+            return await super().prepare(request)
         writer = await super().prepare(request)
         if request.method == "HEAD" or self._count == 0:
             return writer

@@ -171,6 +171,8 @@ class Partial:
         self._lock = threading.Lock()
         self._claimed: set[int] = set()
         self._hash_lock = threading.Lock()
+        # the OFD finalize lock keeps other processes out; this keeps other threads out
+        self._finalize_lock = threading.Lock()
         self._hasher = ContentHasher(rec.size, rec.expected)
         self._hashed_chunks = 0
         self._closed = False
@@ -325,6 +327,10 @@ class Partial:
         :class:`IntegrityError` if the whole file does not match its upstream hash; the
         partial is then discarded and nothing is published.
         """
+        with self._finalize_lock:
+            return self._finalize()
+
+    def _finalize(self) -> str | None:
         if self.b3 is not None:
             return self.b3
         if not self.complete:

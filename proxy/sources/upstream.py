@@ -136,7 +136,7 @@ class _ParentSource(Source):
         if reply.status not in (200, 206):
             raise parent_error(reply, str(addr))
 
-    def restricted(self, snap: Snapshot) -> bool:
+    def restricted(self, snap: Snapshot, files: bool = True) -> bool:
         return bool(snap.info.get("parent_restricted"))
 
     async def read(self, rf: RemoteFile, start: int, end: int) -> AsyncIterator[bytes]:

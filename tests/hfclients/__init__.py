@@ -1,0 +1,1 @@
+"""Helpers for the Hugging Face conformance tests (real clients in subprocesses)."""
