@@ -411,7 +411,7 @@ class FetchCore:
                 raise of.error
             if p.present(index):
                 while pos < end:
-                    data = await self._io(p.pread, pos, min(_READ_BLOCK, end - pos))
+                    data = await self._io(p.read_present, pos, min(_READ_BLOCK, end - pos))
                     if not data:
                         raise IntegrityError(f"{of.rf.address}: short read at {pos}")
                     pos += len(data)
@@ -423,7 +423,7 @@ class FetchCore:
             if cf is None:
                 continue
             w = cf.writer
-            if w is not None and chunk_start + w.landed > pos:
+            if w is not None and w.in_memory and chunk_start + w.landed > pos:
                 upto = min(chunk_start + w.landed, end)
                 data = w.view(pos - chunk_start, upto - chunk_start)
                 pos = upto

@@ -71,7 +71,8 @@ class Metrics:
                 series = self._values.get(name) or {(): 0}
                 for labels, value in sorted(series.items()):
                     label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                    lines.append(f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}")
+                    text = str(int(value)) if float(value).is_integer() else repr(float(value))
+                    lines.append(f"{name}{{{label_text}}} {text}" if label_text else f"{name} {text}")
         return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ answer ``Range`` with 206 and ``Content-Range``, and an unsatisfiable range with
 from __future__ import annotations
 
 import asyncio
+import logging
 import mimetypes
 import os
 import re
@@ -26,6 +27,8 @@ from .metrics import Metrics
 from .origin import RemoteFile
 
 __all__ = ["ByteRange", "parse_range", "serve_bytes", "content_type"]
+
+log = logging.getLogger("hoard.serve")
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -152,13 +155,30 @@ async def serve_bytes(
         return resp
     metrics.inc(m.MISSES)
     of = await core.open(rf)
+    stream = core.read(of, rng.start, rng.end)
     try:
+        # the first bytes come before the headers: a failure up to here is still an honest
+        # error status (503, 502, 404...), not a 200 with a broken body
+        first = await anext(stream, b"")
         await resp.prepare(request)
-        async for block in core.read(of, rng.start, rng.end):
-            await resp.write(block)
-            metrics.inc(m.CLIENT_BYTES, len(block))
-        await resp.write_eof()
+        try:
+            if first:
+                await resp.write(first)
+                metrics.inc(m.CLIENT_BYTES, len(first))
+            async for block in stream:
+                await resp.write(block)
+                metrics.inc(m.CLIENT_BYTES, len(block))
+            await resp.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            raise  # the client went away
+        except Exception as exc:
+            # Headers are out: the only honest signal left is a cut connection, so the client
+            # sees a short body (never a complete wrong file, never an error page as data).
+            log.warning("%s: aborting response after headers: %s", rf.address, exc)
+            if request.transport is not None:
+                request.transport.close()
     finally:
+        await stream.aclose()
         await core.close(of)
     return resp
 

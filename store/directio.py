@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
 
-__all__ = ["ALIGN", "aligned_buffer", "open_direct", "write_at"]
+__all__ = ["ALIGN", "aligned_buffer", "open_direct", "write_at", "BufferPool", "POOL"]
 
 ALIGN = 4096
 
@@ -57,3 +58,40 @@ def write_at(fd: int, direct: bool, buf: mmap.mmap, length: int, offset: int, fi
             done += os.pwrite(fd, view[done:length], offset + done)
     finally:
         view.release()
+
+
+class BufferPool:
+    """Reuses chunk buffers: a fresh 8 MiB mmap costs 2,048 page faults on first touch."""
+
+    def __init__(self, max_idle: int = 8) -> None:
+        self.max_idle = max_idle
+        self._free: dict[int, list[mmap.mmap]] = {}
+        self._idle: set[int] = set()  # ids of pooled buffers: a buffer is never pooled twice
+        self._lock = threading.Lock()
+
+    def get(self, size: int) -> mmap.mmap:
+        cap = max(ALIGN, -(-size // ALIGN) * ALIGN)
+        with self._lock:
+            free = self._free.get(cap)
+            if free:
+                buf = free.pop()
+                self._idle.discard(id(buf))
+                return buf
+        return mmap.mmap(-1, cap)
+
+    def put(self, buf: mmap.mmap) -> None:
+        if buf.closed:
+            return
+        with self._lock:
+            if id(buf) in self._idle:
+                raise AssertionError("a chunk buffer was returned to the pool twice")
+            free = self._free.setdefault(len(buf), [])
+            if len(free) < self.max_idle:
+                free.append(buf)
+                self._idle.add(id(buf))
+                return
+        buf.close()
+
+
+#: the process-wide pool of chunk buffers
+POOL = BufferPool()

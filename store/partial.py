@@ -33,7 +33,7 @@ from pathlib import Path
 import xxhash
 
 from .blobs import publish
-from .directio import aligned_buffer, open_direct, write_at
+from .directio import POOL, open_direct, write_at
 from .errors import Busy, IntegrityError, StoreFull
 from .hashing import ContentHasher
 from .index import Index
@@ -42,6 +42,9 @@ from .locks import FINALIZE_OFFSET, LIVE_OFFSET, try_lock, unlock, wait_lock
 from .records import ExpectedHash, PartialRecord
 
 __all__ = ["Partial", "ChunkWriter", "Discarded", "open_partial"]
+
+#: committed chunks kept in memory ahead of the hash cursor (each one chunk of memory)
+_MAX_READY = 8
 
 
 class Discarded(IntegrityError):
@@ -175,6 +178,9 @@ class Partial:
         self._finalize_lock = threading.Lock()
         self._hasher = ContentHasher(rec.size, rec.expected)
         self._hashed_chunks = 0
+        # committed chunks still in memory, waiting for the hash cursor (which then needs no
+        # disk read) and readable by readers meanwhile
+        self._ready: dict[int, mmap.mmap] = {}
         self._closed = False
         self._wfd: int | None = None
         self._direct = False
@@ -227,6 +233,28 @@ class Partial:
 
     def pread(self, offset: int, size: int) -> bytes:
         return os.pread(self.fd, size, offset)
+
+    def read_present(self, offset: int, size: int) -> bytes:
+        """Bytes of a present chunk: from memory while it waits to be hashed, else the file."""
+        index = offset // self.chunk_size
+        with self._lock:
+            buf = self._ready.get(index)
+            if buf is not None:
+                start = offset - index * self.chunk_size
+                end = min(start + size, self.chunk_range(index)[1] - index * self.chunk_size)
+                return buf[start:end]
+        return os.pread(self.fd, size, offset)
+
+    def _keep_ready(self, index: int, buf: mmap.mmap) -> None:
+        """Take a committed chunk's buffer (ownership passes to the partial)."""
+        with self._lock:
+            if self._closed or index < self._hashed_chunks or len(self._ready) >= _MAX_READY:
+                evict = buf
+            else:
+                self._ready[index] = buf
+                evict = None
+        if evict is not None:
+            POOL.put(evict)
 
     # -- filling --------------------------------------------------------------------------
 
@@ -302,19 +330,38 @@ class Partial:
 
     # -- hashing and publishing -----------------------------------------------------------
 
-    def _advance_hash(self) -> list[int]:
-        """Hash contiguous present chunks from the cursor on; returns chunks found corrupt."""
+    def _advance_hash(self, wait: bool = False) -> list[int]:
+        """Hash contiguous present chunks from the cursor on; returns chunks found corrupt.
+
+        Without ``wait``, a thread that finds another one hashing leaves the work to it (the
+        holder looks again after letting go, so no chunk is left behind).
+        """
         bad: list[int] = []
-        with self._hash_lock:
-            while self._hashed_chunks < self.nchunks and self._hashed_chunks in self._sums:
-                i = self._hashed_chunks
-                start, end = self.chunk_range(i)
-                data = os.pread(self.fd, end - start, start)
-                if len(data) != end - start or xxhash.xxh3_64_intdigest(data) != self._sums[i]:
-                    bad.append(i)
-                    break
-                self._hasher.update(data)
-                self._hashed_chunks += 1
+        while True:
+            if not self._hash_lock.acquire(blocking=wait):
+                return bad
+            try:
+                while self._hashed_chunks < self.nchunks and self._hashed_chunks in self._sums:
+                    i = self._hashed_chunks
+                    start, end = self.chunk_range(i)
+                    with self._lock:
+                        buf = self._ready.pop(i, None)
+                    if buf is not None:  # its xxh3 was computed from this very buffer
+                        with memoryview(buf) as view:
+                            self._hasher.update(view[: end - start])
+                        POOL.put(buf)
+                    else:
+                        data = os.pread(self.fd, end - start, start)
+                        if len(data) != end - start or xxhash.xxh3_64_intdigest(data) != self._sums[i]:
+                            bad.append(i)
+                            break
+                        self._hasher.update(data)
+                    self._hashed_chunks += 1
+            finally:
+                self._hash_lock.release()
+            more = self._hashed_chunks < self.nchunks and self._hashed_chunks in self._sums
+            if bad or not more:
+                break
         if bad:
             self._unmark(bad)
         return bad
@@ -343,7 +390,7 @@ class Partial:
             self.refresh()  # another process may have published it before we got the lock
             if self.b3 is not None:
                 return self.b3
-            if self._advance_hash() or self._hashed_chunks < self.nchunks:
+            if self._advance_hash(wait=True) or self._hashed_chunks < self.nchunks:
                 return None
             try:
                 b3 = self._hasher.finish()
@@ -383,10 +430,17 @@ class Partial:
             pass
         with self._lock:
             self._sums.clear()
+            ready, self._ready = self._ready, {}
+        for buf in ready.values():
+            POOL.put(buf)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            with self._lock:
+                ready, self._ready = self._ready, {}
+            for buf in ready.values():
+                POOL.put(buf)
             if self._wfd is not None:
                 os.close(self._wfd)
             os.close(self.fd)  # drops every OFD lock this description holds
@@ -402,22 +456,33 @@ class ChunkWriter:
         self.start, self.end = partial.chunk_range(index)
         self.length = self.end - self.start
         self.pos = 0
-        self._buf = aligned_buffer(self.length)
+        self._buf: mmap.mmap | None = POOL.get(partial.chunk_size)
         self._done = False
+        # commit() runs in a worker thread; dispose() may come from the loop meanwhile (a
+        # cancelled task): the buffer goes back to the pool only when neither uses it
+        self._state = threading.Lock()
+        self._committing = False
+        self._disposed = False
 
     @property
     def landed(self) -> int:
         """Bytes of this chunk received so far (readable with :meth:`view`)."""
         return self.pos
 
+    @property
+    def in_memory(self) -> bool:
+        """False once committed: the bytes then live in the partial (read_present)."""
+        return self._buf is not None
+
     def view(self, start: int, end: int) -> bytes:
         """Bytes [start, end) of the chunk (relative to its start); must have landed."""
-        if end > self.pos:
-            raise ValueError(f"bytes up to {end} of chunk {self.index} have not landed ({self.pos})")
+        if end > self.pos or self._buf is None:
+            raise ValueError(f"bytes up to {end} of chunk {self.index} are not in memory ({self.pos})")
         return self._buf[start:end]
 
     def write(self, data: bytes | memoryview) -> None:
         n = len(data)
+        assert self._buf is not None, "write after commit"
         if self.pos + n > self.length:
             raise IntegrityError(
                 f"{self.partial.alias}: chunk {self.index} overflows by {self.pos + n - self.length} bytes"
@@ -431,17 +496,33 @@ class ChunkWriter:
 
     def commit(self) -> list[int]:
         """Write, sync and mark the chunk present; returns chunks found corrupt hashing on."""
+        with self._state:
+            buf = self._buf
+            if buf is None or self._disposed:
+                raise IntegrityError(f"{self.partial.alias}: chunk {self.index} was abandoned")
+            self._committing = True
         try:
             if self.pos != self.length:
                 raise IntegrityError(
                     f"{self.partial.alias}: chunk {self.index} short: {self.pos} of {self.length} bytes"
                 )
-            self.partial._write_chunk(self._buf, self.length, self.start)
-            with memoryview(self._buf) as mv:
+            self.partial._write_chunk(buf, self.length, self.start)
+            with memoryview(buf) as mv:
                 digest = xxhash.xxh3_64_intdigest(mv[: self.length])
             self.partial._mark(self.index, digest)
+            # the bytes stay readable here until the chunk is hashed: hand the buffer over
+            with self._state:
+                self._buf = None
+            self.partial._keep_ready(self.index, buf)
         finally:
             self._finish()
+            with self._state:
+                self._committing = False
+                leftover = self._buf if self._disposed else None
+                if leftover is not None:
+                    self._buf = None
+            if leftover is not None:
+                POOL.put(leftover)
         return self.partial._advance_hash()
 
     def abort(self) -> None:
@@ -455,4 +536,10 @@ class ChunkWriter:
     def dispose(self) -> None:
         """Free the chunk's buffer (after commit or abort, once no reader needs :meth:`view`)."""
         self._finish()
-        self._buf.close()
+        with self._state:
+            self._disposed = True
+            buf = None if self._committing else self._buf
+            if buf is not None:
+                self._buf = None
+        if buf is not None:
+            POOL.put(buf)

@@ -105,22 +105,27 @@ def test_hash_mismatch_discards_partial_and_publishes_nothing(store: Store) -> N
     assert list(store.layout.partial.iterdir()) == []
 
 
-def test_corrupt_chunk_on_disk_is_dropped_and_refetched(store: Store) -> None:
+def test_corrupt_chunk_on_disk_is_dropped_and_refetched(home: Path) -> None:
     data = os.urandom(4 * CHUNK)
     alias = "sha256:" + sha256(data)
-    p = store.open_file(alias, len(data), ExpectedHash("sha256", sha256(data)))
+    s1 = Store(StoreConfig(home, chunk_size=CHUNK))
+    p = s1.open_file(alias, len(data), ExpectedHash("sha256", sha256(data)))
     assert isinstance(p, Partial)
-    fill(p, data, [1, 2, 3])  # chunk 0 missing: the hash cursor has not read them yet
-    # bit rot in chunk 2 while it sits on disk
-    with open(p.path, "r+b") as fh:
+    fill(p, data, [1, 2, 3])  # chunk 0 missing: nothing hashed yet
+    s1.close()  # the filler goes away; its chunks are on disk only
+    with open(p.path, "r+b") as fh:  # bit rot in chunk 2 while it sits on disk
         fh.seek(2 * CHUNK + 5)
         fh.write(b"\x00" if data[2 * CHUNK + 5] else b"\x01")
-    bad = fill(p, data, [0])
+    s2 = Store(StoreConfig(home, chunk_size=CHUNK))
+    p2 = s2.open_file(alias, len(data), ExpectedHash("sha256", sha256(data)))
+    assert isinstance(p2, Partial)
+    bad = fill(p2, data, [0])
     assert bad == [2]
-    assert not p.present(2)
-    assert p.finalize() is None
-    fill(p, data, [2])
-    assert p.finalize() == blake3.blake3(data).hexdigest()
+    assert not p2.present(2)
+    assert p2.finalize() is None
+    fill(p2, data, [2])
+    assert p2.finalize() == blake3.blake3(data).hexdigest()
+    s2.close()
 
 
 def test_partial_resumes_after_reopen(home: Path) -> None:
