@@ -411,7 +411,11 @@ class FetchCore:
                 raise of.error
             if p.present(index):
                 while pos < end:
-                    data = await self._io(p.read_present, pos, min(_READ_BLOCK, end - pos))
+                    n = min(_READ_BLOCK, end - pos)
+                    # in memory while it waits to be hashed: copy it here, no thread hop
+                    data = p.read_ready(pos, n)
+                    if data is None:
+                        data = await self._io(p.read_present, pos, n)
                     if not data:
                         raise IntegrityError(f"{of.rf.address}: short read at {pos}")
                     pos += len(data)

@@ -81,6 +81,10 @@ class Index:
                     subdir=True,
                     readonly=readonly,
                     lock=True,
+                    # one fsync per commit instead of two: a machine crash may undo the last
+                    # commit (a chunk fetched again, an orphan blob file gc removes) but never
+                    # corrupts the index
+                    metasync=False,
                 )
             except lmdb.Error as exc:
                 raise StoreFormatError(f"cannot open index at {path}: {exc}") from exc

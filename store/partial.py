@@ -234,16 +234,21 @@ class Partial:
     def pread(self, offset: int, size: int) -> bytes:
         return os.pread(self.fd, size, offset)
 
-    def read_present(self, offset: int, size: int) -> bytes:
-        """Bytes of a present chunk: from memory while it waits to be hashed, else the file."""
+    def read_ready(self, offset: int, size: int) -> bytes | None:
+        """Bytes of a committed chunk still in memory (waiting to be hashed), or None."""
         index = offset // self.chunk_size
         with self._lock:
             buf = self._ready.get(index)
-            if buf is not None:
-                start = offset - index * self.chunk_size
-                end = min(start + size, self.chunk_range(index)[1] - index * self.chunk_size)
-                return buf[start:end]
-        return os.pread(self.fd, size, offset)
+            if buf is None:
+                return None
+            start = offset - index * self.chunk_size
+            end = min(start + size, self.chunk_range(index)[1] - index * self.chunk_size)
+            return buf[start:end]
+
+    def read_present(self, offset: int, size: int) -> bytes:
+        """Bytes of a present chunk: from memory while it waits to be hashed, else the file."""
+        data = self.read_ready(offset, size)
+        return data if data is not None else os.pread(self.fd, size, offset)
 
     def _keep_ready(self, index: int, buf: mmap.mmap) -> None:
         """Take a committed chunk's buffer (ownership passes to the partial)."""
