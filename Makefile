@@ -7,26 +7,34 @@ EXTRAS  ?= onnx,torch,test
 MOUNT   ?= ./models
 PYTEST_ARGS ?=
 
-.PHONY: install test run serve bench clean lint
+.PHONY: install system-deps test run serve bench clean
 
 install: $(STAMP)
+
+# libfuse3 (fusermount3) for the mount: installed with apt when missing and we are root
+system-deps:
+	@command -v fusermount3 >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing fuse3"; DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null; \
+	  else echo "fusermount3 is missing: install fuse3 (e.g. sudo apt-get install fuse3)" >&2; exit 1; fi; }
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
-test: install
+test: install system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-run: install
+run: install system-deps
 	@mkdir -p $(MOUNT)
 	$(VENV)/bin/hoard mount $(MOUNT)
 
 serve: install
 	$(VENV)/bin/hoard serve
 
-bench: install
+bench: install system-deps
 	$(PY) -m bench.run
 
 clean:

@@ -1,48 +1,60 @@
-"""The ``hoard`` command: one module per subcommand, registered here."""
+"""The ``hoard`` command: one module per subcommand, imported only when that command runs.
+
+``hoard ls`` should not pay for importing aiohttp, the proxy and libfuse bindings, so the
+group knows each command by module name and loads it on demand (``--help`` loads them all).
+"""
 
 from __future__ import annotations
 
-import click
+import importlib
+from typing import Any
 
-from .cmd_add import add
-from .cmd_gc import gc
-from .cmd_info import info
-from .cmd_ls import ls
-from .cmd_pin import pin, unpin
-from .cmd_rm import rm
-from .cmd_verify import verify_cmd
+import click
 
 __all__ = ["cli", "main"]
 
+#: command name -> (module in hoard.cli, attribute)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("cmd_serve", "serve"),
+    "mount": ("cmd_mount", "mount"),
+    "umount": ("cmd_mount", "umount"),
+    "prefetch": ("cmd_prefetch", "prefetch"),
+    "ls": ("cmd_ls", "ls"),
+    "info": ("cmd_info", "info"),
+    "pin": ("cmd_pin", "pin"),
+    "unpin": ("cmd_pin", "unpin"),
+    "gc": ("cmd_gc", "gc"),
+    "verify": ("cmd_verify", "verify_cmd"),
+    "rm": ("cmd_rm", "rm"),
+    "add": ("cmd_add", "add"),
+    "export": ("cmd_transfer", "export_cmd"),
+    "import": ("cmd_transfer", "import_cmd"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        module = importlib.import_module(f"hoard.cli.{spec[0]}")
+        command: Any = getattr(module, spec[1])
+        return command  # type: ignore[no-any-return]
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="hoard", prog_name="hoard")
 def cli() -> None:
     """hoard: a content-addressed store, pull-through proxy and read-only mount for ML models.
 
     \b
     Serve:     hoard serve      (Hugging Face API + hoard API on 127.0.0.1:8090)
-    Mount:     hoard mount DIR  (/DIR/huggingface/<org>/<repo>/<file>, fetched lazily)
+    Mount:     hoard mount DIR  (DIR/huggingface/<org>/<repo>/<file>, fetched lazily)
     Maintain:  hoard ls | info | prefetch | pin | gc | verify | rm | add | export | import
     """
-
-
-for command in (add, ls, info, verify_cmd, gc, pin, unpin, rm):
-    cli.add_command(command)
-
-
-def _register_later_commands() -> None:
-    from . import cmd_mount, cmd_prefetch, cmd_serve, cmd_transfer
-
-    cli.add_command(cmd_serve.serve)
-    cli.add_command(cmd_mount.mount)
-    cli.add_command(cmd_mount.umount)
-    cli.add_command(cmd_prefetch.prefetch)
-    cli.add_command(cmd_transfer.export_cmd)
-    cli.add_command(cmd_transfer.import_cmd)
-
-
-_register_later_commands()
 
 
 def main() -> None:
