@@ -233,7 +233,7 @@ PREFETCH = web.AppKey("prefetch", PrefetchJobs)
 @_v1_errors
 async def post_prefetch(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
-    address = body.get("address")
+    address = body.get("address") or body.get("repo") or request.query.get("address")
     if not isinstance(address, str):
         raise UsageError('body must be {"address": "<source>/<owner>/<repo>[@rev][/<path>]"}')
     job = request.app[PREFETCH].start(address, credentials(request))

@@ -37,6 +37,7 @@ __all__ = [
     "plan_remove",
     "execute_remove",
     "pin_target",
+    "cached_blob",
     "protected_blobs",
 ]
 
@@ -207,17 +208,25 @@ def list_repos(store: Store, prefix: str = "") -> list[RepoSummary]:
 # -- pins -------------------------------------------------------------------------------------
 
 
+def cached_blob(store: Store, addr: Address, missing: str) -> tuple[TreeEntry, str]:
+    """The tree entry and complete blob of a file address; NotFound (with ``missing`` as the
+    reason when only the blob is absent) otherwise."""
+    rev, snap = resolve_cached(store, addr)
+    entry = snap.files.get(addr.path)
+    if entry is None:
+        raise NotFound(f"{addr} is not a file of {addr.repo_key}@{rev}")
+    b3 = store.resolve(entry.identity)
+    if b3 is None:
+        raise NotFound(f"{addr} {missing}")
+    return entry, b3
+
+
 def pin_target(store: Store, addr: Address) -> str:
     """The pin target an address names: a file's blob, or a repo revision's snapshot."""
-    rev, snap = resolve_cached(store, addr)
     if addr.path:
-        entry = snap.files.get(addr.path)
-        if entry is None:
-            raise NotFound(f"{addr} is not a file of {addr.repo_key}@{rev}")
-        b3 = store.resolve(entry.identity)
-        if b3 is None:
-            raise NotFound(f"{addr} is not fully cached yet; prefetch it, or pin the repo")
+        _, b3 = cached_blob(store, addr, "is not fully cached yet; prefetch it, or pin the repo")
         return f"blob:{b3}"
+    rev, _ = resolve_cached(store, addr)
     return f"snapshot:{addr.repo_key}@{rev}"
 
 
@@ -283,13 +292,7 @@ def plan_remove(store: Store, addr: Address) -> RemovePlan:
     plan = RemovePlan()
     protected = protected_blobs(store)
     if addr.path:
-        rev, snap = resolve_cached(store, addr)
-        entry = snap.files.get(addr.path)
-        if entry is None:
-            raise NotFound(f"{addr} is not a file of {addr.repo_key}@{rev}")
-        b3 = store.resolve(entry.identity)
-        if b3 is None:
-            raise NotFound(f"{addr} has no complete blob to remove")
+        entry, b3 = cached_blob(store, addr, "has no complete blob to remove")
         if b3 in protected:
             plan.kept_pinned.append(b3)
         else:

@@ -10,6 +10,9 @@ after printing ``dying`` (so the test knows it happened, without sleeping):
 * ``mid-chunk:N``  — with the N-th claimed chunk half written, before commit;
 * ``after-mark:N`` — right after the N-th chunk is marked present;
 * ``after-link``   — after the verified file is linked into blobs/, before it is indexed.
+
+``--hold-until PATH`` makes the worker stop with its first chunk half written until PATH
+exists, so a test can run another process against the partial at a known moment.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def main() -> int:
     ap.add_argument("seed")
     ap.add_argument("log")
     ap.add_argument("--die-at", default="")
+    ap.add_argument("--hold-until", default="")
     args = ap.parse_args()
     stage, _, nth = args.die_at.partition(":")
     nth_i = int(nth or 0)
@@ -89,6 +93,12 @@ def main() -> int:
             if stage == "mid-chunk" and claimed == nth_i:
                 w.write(data[w.start : w.start + w.length // 2])
                 die()
+            if args.hold_until and claimed == 1:
+                w.write(data[w.start : w.start + w.length // 2])
+                print("holding", flush=True)
+                while not os.path.exists(args.hold_until):  # released by the test
+                    time.sleep(0.01)
+                w.rewind()
             w.write(data[w.start : w.end])
             w.commit()
             if stage == "after-mark" and claimed == nth_i:

@@ -25,10 +25,13 @@ def alias_for(seed: str, size: int = SIZE) -> str:
     return "sha256:" + hashlib.sha256(content(seed, size)).hexdigest()
 
 
-def spawn(home: Path, seed: str, log: Path, die_at: str = "", size: int = SIZE) -> subprocess.Popen[str]:
+def spawn(
+    home: Path, seed: str, log: Path, die_at: str = "", size: int = SIZE, extra: list[str] | None = None
+) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "tests.proc_worker", str(home), alias_for(seed, size), str(size), seed, str(log)]
     if die_at:
         cmd += ["--die-at", die_at]
+    cmd += extra or []
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -89,13 +92,16 @@ def test_sigkill_leaves_a_store_that_resumes(home: Path, tmp_path: Path, die_at:
 
 def test_kill_while_another_process_fills(home: Path, tmp_path: Path) -> None:
     log = tmp_path / "claims.log"
-    victim = spawn(home, "gamma", log, "mid-chunk:2")
-    helper = spawn(home, "gamma", log)
+    gate = tmp_path / "go"
+    helper = spawn(home, "gamma", log, extra=["--hold-until", str(gate)])
+    assert helper.stdout is not None and helper.stdout.readline().strip() == "holding"
+    victim = spawn(home, "gamma", log, "mid-chunk:1")
     out, _ = victim.communicate(timeout=120)
-    assert victim.returncode == -9
+    assert "dying" in out and victim.returncode == -9
+    gate.touch()
     finish(helper)
     counts = claims(log)
     assert sorted(counts) == list(range(41))
-    # only the chunk the victim died in may have been claimed twice
-    assert sum(counts.values()) <= 42
+    # only the chunk the victim died in is claimed twice
+    assert sum(counts.values()) == 42
     check_store_clean(home)
