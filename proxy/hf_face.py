@@ -429,7 +429,7 @@ def add_hf_routes(app: web.Application) -> None:
     r = app.router
     for prefix, kind in (("/datasets", "datasets"), ("/spaces", "spaces"), ("", "")):
         r.add_get(prefix + "/{ns}/{name}/resolve/{rev}/{path:.+}", _resolve_handler(kind))
-    r.add_route("GET", "/{name}/resolve/{rev}/{path:.+}", _legacy_resolve)
+    r.add_get("/{name}/resolve/{rev}/{path:.+}", _legacy_resolve)
     api = "/api/{type:models|datasets|spaces}/{ns}/{name}"
     r.add_get(api, _info_handler(False))
     r.add_get(api + "/revision/{rev:.+}", _info_handler(True))
