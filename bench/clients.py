@@ -19,7 +19,7 @@ import aiohttp
 
 from .common import BenchError
 
-__all__ = ["Fetch", "aio_fetch", "aio_fetch_many", "curl_fetch", "have_curl"]
+__all__ = ["Fetch", "aio_fetch", "aio_fetch_many", "aio_range", "curl_fetch", "have_curl"]
 
 _READ_BUF = 4 << 20
 
@@ -100,6 +100,33 @@ def aio_fetch_many(urls: Sequence[str], expect: int | None = None, *, resume: in
             t0 = time.perf_counter()
             got = await asyncio.gather(*(_get(s, u, expect, t0, resume) for u in urls))
             return time.perf_counter() - t0, list(got)
+
+    return asyncio.run(run())
+
+
+def aio_range(url: str, start: int, length: int) -> tuple[Fetch, bytes]:
+    """One ``Range: bytes=start-(start+length-1)`` GET on a fresh connection (redirects
+    followed); returns the timing and the body."""
+
+    async def run() -> tuple[Fetch, bytes]:
+        async with _session() as s:
+            t0 = time.perf_counter()
+            first = None
+            body = bytearray()
+            async with s.get(url, headers={"Range": f"bytes={start}-{start + length - 1}"}) as resp:
+                if resp.status not in (200, 206):
+                    raise BenchError(f"GET {url} (Range) -> {resp.status}")
+                while True:
+                    block = await resp.content.readany()
+                    if not block:
+                        break
+                    first = first or time.perf_counter()
+                    body += block
+                    if resp.status == 200 and len(body) >= start + length:
+                        break  # Range ignored: stop at what was asked
+            dt = time.perf_counter() - t0
+            data = bytes(body[start : start + length]) if resp.status == 200 else bytes(body)
+            return Fetch(len(body), dt, (first or time.perf_counter()) - t0, resp.status), data
 
     return asyncio.run(run())
 

@@ -17,7 +17,7 @@ import time
 
 from .common import RESULTS, ROOT
 
-BENCHMARKS = ("ingest", "index_scale", "proxy_hit", "proxy_cold", "olah_compare")
+BENCHMARKS = ("ingest", "index_scale", "proxy_hit", "proxy_cold", "olah_compare", "mount_read")
 
 
 def _verdict(met: bool | None) -> str:
@@ -43,6 +43,12 @@ def _key_numbers(doc: dict) -> str:  # type: ignore[type-arg]
         if name == "olah_compare":
             return (f"GET cold {m['hoard']['get_cold_s']:.2f}/{m['olah']['get_cold_s']:.2f} s, "
                     f"hot {m['hoard']['get_hot_s']:.2f}/{m['olah']['get_hot_s']:.2f} s (hoard/olah)")
+        if name == "mount_read":
+            c, w, lz = m["stored.python.cold"], m["stored.python.warm"], m["lazy"]
+            return (f"stored cold {c['mount_MiBps']:,.0f}/{c['blob_MiBps']:,.0f}, warm {w['mount_MiBps']:,.0f}/"
+                    f"{w['blob_MiBps']:,.0f} MiB/s (mount/blob); lazy TTFB {lz['mount']['ttfb_s'] * 1e3:.1f}/"
+                    f"{lz['direct']['ttfb_s'] * 1e3:.1f} ms; cold open/lazy/hf {m['cold.open']['seconds']:.2f}/"
+                    f"{m['cold.lazy']['seconds']:.2f}/{m['cold.hf']['seconds']:.2f} s")
     except (KeyError, TypeError, ValueError):
         pass
     return ""

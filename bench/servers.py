@@ -3,6 +3,7 @@
 * :class:`Nginx` — Debian's nginx serving a directory (sendfile on, one worker): the anchor
   for serving a file that is already on disk.
 * :class:`HoardServe` — ``hoard serve`` exactly as a user starts it.
+* :class:`HoardMount` — ``hoard mount`` exactly as a user starts it; leaving it always unmounts.
 * :class:`FakeHubProcess` — the test suite's fake Hugging Face Hub + CDN
   (``tests/fakes/hub.py``) run by :mod:`bench.fakehub` in its own process, so the origin
   does not share a GIL with the client under measurement. It answers ``bytes`` / ``clear`` /
@@ -27,7 +28,8 @@ from typing import IO, Any
 
 from .common import ROOT, BenchError
 
-__all__ = ["free_port", "wait_port", "Nginx", "HoardServe", "FakeHubProcess", "clean_env", "summarize_errors"]
+__all__ = ["free_port", "wait_port", "Nginx", "HoardServe", "HoardMount", "FakeHubProcess", "clean_env", "summarize_errors",
+           "fuse_device", "have_fuse"]
 
 
 def free_port() -> int:
@@ -202,6 +204,123 @@ def summarize_errors(errors: list[str]) -> str:
     from collections import Counter
 
     return "; ".join(f"{n} x {e}" for e, n in Counter(errors).most_common(4))
+
+
+# -- hoard mount ------------------------------------------------------------------------------
+
+
+def have_fuse() -> bool:
+    return os.path.exists("/dev/fuse") and shutil.which("fusermount3") is not None
+
+
+def fuse_device(mountpoint: Path) -> str | None:
+    """major:minor of the FUSE filesystem mounted at ``mountpoint`` (/proc/self/mountinfo)."""
+    target = os.path.realpath(mountpoint)
+    dev = None
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            for line in fh:
+                fields = line.split()
+                fstype = line.split(" - ", 1)[-1].split(" ", 1)[0]
+                if len(fields) > 4 and fields[4] == target and fstype.startswith("fuse"):
+                    dev = fields[2]
+    except OSError:
+        return None
+    return dev
+
+
+def _fusermount(mountpoint: Path, lazy: bool) -> bool:
+    cmd = ["fusermount3", "-uz" if lazy else "-u", str(mountpoint)]
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=30).returncode == 0
+    except TimeoutError:  # the watchdog (an OSError): do not swallow it
+        raise
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class HoardMount:
+    """``hoard mount MOUNTPOINT --home HOME --hf-endpoint URL [extra]`` in its own process.
+
+    Entering waits for the "mounted" line and for the mount's raised kernel read-ahead
+    (``read_ahead_kb``, read back from sysfs); leaving always unmounts (``fusermount3 -u``,
+    then ``-uz`` if busy) and stops the process (TERM, then KILL). :meth:`kill_all` is the
+    backstop for a reader stuck in the kernel on a hung mount (the watchdog's SIGALRM cannot
+    interrupt that): killing the daemon aborts the FUSE connection, so the read fails.
+    """
+
+    live: set[HoardMount] = set()
+
+    def __init__(self, home: Path, mountpoint: Path, hf_endpoint: str, *extra: str, log: Path | None = None) -> None:
+        self.home = home
+        self.mountpoint = mountpoint
+        self.args = [sys.executable, "-m", "hoard.cli.main", "mount", str(mountpoint), "--home", str(home),
+                     "--hf-endpoint", hf_endpoint, "--log-level", "info", *extra]
+        self.log = log or home.parent / f"{mountpoint.name}.mount.log"
+        self.proc: subprocess.Popen[str] | None = None
+        self.device: str | None = None
+        self.read_ahead_kb: int | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def path(self, rel: str) -> Path:
+        return self.mountpoint / rel
+
+    def bdi(self, name: str) -> Path | None:
+        return Path(f"/sys/class/bdi/{self.device}/{name}") if self.device else None
+
+    def __enter__(self) -> HoardMount:
+        if not have_fuse():
+            raise BenchError("needs /dev/fuse and fusermount3 (apt-get install -y fuse3)")
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        if fuse_device(self.mountpoint):  # a leftover of a killed run
+            _fusermount(self.mountpoint, lazy=True)
+        with open(self.log, "w") as err:
+            self.proc = subprocess.Popen(self.args, env=clean_env(), stdout=subprocess.PIPE, stderr=err, text=True)
+        HoardMount.live.add(self)
+        try:
+            assert self.proc.stdout is not None
+            line = _readline(self.proc.stdout, 60, self.proc, "hoard mount", self.log)
+            if "mounted" not in line:
+                raise BenchError(f"hoard mount printed {line!r}, not 'mounted'")
+            # the read-ahead is raised from a thread after FUSE init: wait until it shows
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                self.device = self.device or fuse_device(self.mountpoint)
+                ra = self.bdi("read_ahead_kb")
+                if ra is not None and ra.exists():
+                    self.read_ahead_kb = int(ra.read_text())
+                    if "read-ahead of" in self.log.read_text(errors="replace"):
+                        break
+                time.sleep(0.05)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    @classmethod
+    def kill_all(cls) -> None:
+        for m in list(cls.live):
+            if m.proc is not None and m.proc.poll() is None:
+                m.proc.kill()
+
+    def __exit__(self, *exc: object) -> None:
+        HoardMount.live.discard(self)
+        if self.proc is None:
+            return
+        if self.proc.poll() is None and fuse_device(self.mountpoint):
+            if not _fusermount(self.mountpoint, lazy=False):
+                _fusermount(self.mountpoint, lazy=True)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            _stop(self.proc)
+        if fuse_device(self.mountpoint):  # the process died without unmounting
+            _fusermount(self.mountpoint, lazy=True)
 
 
 # -- the fake Hub -----------------------------------------------------------------------------

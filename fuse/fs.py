@@ -309,6 +309,15 @@ class HoardFS:
         return handle
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
+        plan = self.read_plan(fh, size, offset)
+        if isinstance(plan, bytes):
+            return plan
+        fd, start, n = plan
+        return os.pread(fd, n, start)
+
+    def read_plan(self, fh: int, size: int, offset: int) -> bytes | tuple[int, int, int]:
+        """How to answer a read: ``(fd, offset, length)`` when the bytes are in the store
+        (whoever reads them needs no help from Python), else the bytes, fetched."""
         h = self._handle(fh)
         end = min(offset + size, h.rf.size)
         if offset >= end:
@@ -317,9 +326,10 @@ class HoardFS:
         h.next_offset = end
         of = h.of
         if of is None or of.b3 is not None or self._present(of, offset, end):
-            return os.pread(h.fd, end - offset, offset)
+            return h.fd, offset, end - offset
         readahead = self.options.readahead if sequential or offset == 0 else 0
-        return self._call(self.bridge.read, of, offset, end, readahead)
+        data: bytes = self._call(self.bridge.read, of, offset, end, readahead)
+        return data
 
     @staticmethod
     def _present(of: OpenFile, start: int, end: int) -> bool:

@@ -11,6 +11,7 @@ mounts start at 128 KiB, and fewer, bigger requests are what makes a Python file
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -66,6 +67,18 @@ def _raise_readahead(mountpoint: str) -> None:
         time.sleep(0.1)
 
 
+def _tune_malloc() -> None:
+    """libfuse mallocs a buffer of up to 1 MiB per read request; above glibc's default mmap
+    threshold each one is a fresh mmap (page faults) and munmap. Raising the thresholds
+    keeps them on the heap (cold reads of stored files +80% with read_buf)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 8 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def is_mounted(mountpoint: str) -> bool:
     return _mount_device(mountpoint) is not None
 
@@ -87,6 +100,7 @@ def run_mount(
         raise UsageError(f"{mountpoint} is already a mount point (hoard umount {mountpoint})")
     if not os.path.exists("/dev/fuse"):
         raise UsageError("/dev/fuse is missing: this machine (or container) cannot mount FUSE filesystems")
+    _tune_malloc()
     bridge = CoreBridge(config, store)
     fs = HoardFS(bridge, options)
 
