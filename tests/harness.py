@@ -1,4 +1,6 @@
-"""Real hoard components for tests: the proxy on 127.0.0.1 in a thread, or as a process."""
+"""Real hoard components for tests: the proxy on 127.0.0.1 in a thread, or as a process
+(`serve_env`: an environment that leaves it configured by its flags alone); and `wait_for`,
+the bounded poll for what the product reaches asynchronously."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +27,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: fast failure in tests: few retries, short backoff
 TEST_HTTP = HttpConfig(connect_timeout=5.0, read_timeout=10.0, retries=2, backoff=0.05, max_backoff=0.2)
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 30.0, interval: float = 0.02) -> None:
+    """Poll a condition the product reaches asynchronously (a background fill, say)."""
+    pause = threading.Event()
+    for _ in range(int(timeout / interval)):
+        if cond():
+            return
+        pause.wait(interval)
+    raise AssertionError("condition not reached in time")
+
+
+def serve_env() -> dict[str, str]:
+    """This environment without HOARD_*, HF_* and HUGGING* variables: a `ServeProcess`
+    configured by its flags alone."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("HOARD_", "HF_", "HUGGING"))}
 
 
 class ProxyThread:

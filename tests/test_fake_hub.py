@@ -16,32 +16,21 @@ import gzip
 import hashlib
 import http.client
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
 from tests.fakes.content import Content
 from tests.fakes.hub import FakeHub
+from tests.fakes.samples import CONFIG, GOOD, OTHER, TINY, sha
+from tests.fixtures import fresh_hub  # noqa: F401  (fixture)
+from tests.hfclients.runner import run_script
+from tests.httpcalls import raw
 
 MiB = 1 << 20
-GOOD, OTHER = "hf_good_token", "hf_other_token"
-CONFIG = json.dumps({"model_type": "bert", "hidden_size": 32, "vocab": ["tok"] * 300}).encode()
-TINY: dict[str, bytes | Content] = {
-    "config.json": CONFIG,
-    "tokenizer.json": json.dumps({"version": "1.0", "model": {"type": "WordPiece"}}).encode(),
-    "sub/c.txt": b"c\n",
-    "sub/dir/b.txt": b"nested\n",
-    "with space \u00e9.txt": "unicode \u2713\n".encode(),
-    "model.safetensors": Content("tiny-model", 3 * MiB + 17),
-}
 BIG = Content("big-model", 12 * MiB + 5)  # > one 10 MiB client chunk: exercises resume
 
 
@@ -65,33 +54,6 @@ def hub() -> Iterator[FakeHub]:
         yield fake
 
 
-@pytest.fixture(autouse=True)
-def _fresh(hub: FakeHub) -> Iterator[None]:
-    hub.clear_faults()
-    hub.clear_log()
-    hub.xet = True
-    yield
-    hub.clear_faults()
-    hub.xet = True
-
-
-PRELUDE = """
-import hashlib, json, os
-ARGS = json.loads(os.environ["FAKE_ARGS"])
-OUT = {}
-def attempt(name, fn):
-    try:
-        OUT[name] = {"ok": fn()}
-    except Exception as exc:
-        resp = getattr(exc, "response", None)
-        OUT[name] = {"error": type(exc).__name__, "mro": [c.__name__ for c in type(exc).__mro__],
-                     "status": getattr(resp, "status_code", None), "message": str(exc)[:400]}
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-"""
-
-
 def run_client(
     hub: FakeHub,
     home: Path,
@@ -102,45 +64,8 @@ def run_client(
     args: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run ``script`` with a stock huggingface_hub pointed at the fake; return its OUT dict."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-    env.update(
-        HF_ENDPOINT=hub.url,
-        HF_HOME=str(home),
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        FAKE_ARGS=json.dumps(args or {}),
-    )
-    if not xet:
-        env["HF_HUB_DISABLE_XET"] = "1"
-    if token:
-        env["HF_TOKEN"] = token
-    code = PRELUDE + textwrap.dedent(script) + "\nprint(json.dumps(OUT))\n"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return out
-
-
-def raw(
-    method: str,
-    url: str,
-    headers: dict[str, str] | None = None,
-    body: bytes | None = None,
-) -> tuple[int, http.client.HTTPMessage, bytes]:
-    """One request, no redirect following, no decoding."""
-    parts = urlsplit(url)
-    assert parts.hostname is not None
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request(method, parts.path + ("?" + parts.query if parts.query else ""), body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    extra_env = {} if xet else {"HF_HUB_DISABLE_XET": "1"}
+    return run_script(hub.url, home, script, token=token, args=args, extra_env=extra_env, timeout=120)
 
 
 # --------------------------------------------------------------------------------------

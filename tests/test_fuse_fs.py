@@ -18,7 +18,7 @@ from hoard.store.store import Store
 
 from .fakes.content import Content
 from .fakes.hub import FakeHub
-from .harness import TEST_HTTP, ProxyThread
+from .harness import TEST_HTTP, ProxyThread, wait_for
 
 MiB = 1 << 20
 
@@ -45,16 +45,6 @@ def fs(hub: FakeHub, tmp_path: Path) -> Iterator[HoardFS]:
     hoardfs.close()
     hoardfs.bridge.close_all()
     store.close()
-
-
-def wait_for(cond, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    import threading
-
-    for _ in range(int(timeout / 0.02)):
-        if cond():
-            return
-        threading.Event().wait(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def read_all(fs: HoardFS, path: str, block: int = 128 << 10) -> bytes:

@@ -22,31 +22,26 @@ from typing import Any
 import pytest
 
 from tests.fakes.hub import FakeHub
+from tests.fakes.samples import CONFIG, GOOD, TINY, data_of, git_sha1, sha
+from tests.fixtures import fresh_hub  # noqa: F401  (fixture)
 from tests.hfclients.common import (  # noqa: F401  (fixtures)
     BIG,
-    CONFIG,
     CSV,
-    GOOD,
     KiB,
     MANY,
     MiB,
     PR_CONFIG,
-    TINY,
     Proxy,
     Seen,
-    _fresh_hub,
-    data_of,
-    git_sha1,
     hub,
-    hub_python,
     proxy,
     raw,
     run_client,
     running_proxy,
-    sha,
     xet_headers,
     xet_keys,
 )
+from tests.hfclients.runner import hub_python
 
 OLD_HUB = "0.36.2"
 

@@ -14,22 +14,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.fakes.hub import FakeHub
+from tests.fakes.samples import CONFIG, GOOD, OTHER, TINY, data_of, sha
+from tests.fixtures import fresh_hub  # noqa: F401  (fixture)
 from tests.hfclients.common import (  # noqa: F401  (fixtures)
-    CONFIG,
     GATED_W,
-    GOOD,
-    OTHER,
-    TINY,
     Proxy,
     Seen,
-    _fresh_hub,
-    data_of,
     hub,
     proxy,
     raw,
     run_client,
     running_proxy,
-    sha,
 )
 
 #: makes the client's back-off instant in one subprocess (it would sleep 1+2+4+8+8 s, or

@@ -17,7 +17,7 @@ import pytest
 
 from .fakes.content import Content
 from .fakes.hub import FakeHub
-from .harness import MountProcess, ServeProcess
+from .harness import MountProcess, ServeProcess, wait_for
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
@@ -39,16 +39,6 @@ def mount_env(tmp_path: Path) -> dict[str, str]:
     env["HOARD_CHUNK_SIZE"] = "1MiB"
     env.pop("HF_TOKEN", None)
     return env
-
-
-def wait_for(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll a condition the product reaches asynchronously (a background fill, say)."""
-    deadline = threading.Event()
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return
-        deadline.wait(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def cdn_bytes(hub: FakeHub) -> int:
@@ -77,7 +67,9 @@ def test_list_stat_read_and_xattrs(hub: FakeHub, tmp_path: Path, mount_env: dict
         assert (m.path(f"huggingface/org/tiny@{commit}/sub/dir/notes.txt")).read_bytes() == b"hello"
         assert "tiny" in os.listdir(m.path("huggingface/org"))
         # opening started a fill: once verified and published, BLAKE3 is known and all is present
-        wait_for(lambda: "user.hoard.blake3" in os.listxattr(repo / "model.safetensors"))
+        wait_for(
+            lambda: "user.hoard.blake3" in os.listxattr(repo / "model.safetensors"), timeout=60.0, interval=0.05
+        )
         assert os.getxattr(repo / "model.safetensors", "user.hoard.blake3").decode() == weights.blake3
         assert os.getxattr(repo / "model.safetensors", "user.hoard.present") == b"1"
 

@@ -21,26 +21,24 @@ Client-side timeouts are liveness bounds ("never a hang"), not timing assertions
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from multidict import CIMultiDict
 
 from hoard.store.config import StoreConfig
 from hoard.store.store import Store
 from tests.fakes.content import Content
 from tests.fakes.hub import FakeHub, RequestRecord
-from tests.harness import ProxyThread, ServeProcess
+from tests.fixtures import CHUNK, fresh_hub, proxy  # noqa: F401  (fixtures)
+from tests.harness import ProxyThread, ServeProcess, serve_env
+from tests.httpcalls import Got, call, exchange, session
 
 MiB = 1 << 20
-CHUNK = 256 << 10
 #: liveness bound for one client request: a correct proxy answers in well under a second here
 LIVENESS = 8.0
 
@@ -62,81 +60,24 @@ def hub() -> Iterator[FakeHub]:
         yield fake
 
 
-@pytest.fixture(autouse=True)
-def _fresh(hub: FakeHub) -> Iterator[None]:
-    hub.resume()
-    hub.clear_faults()
-    hub.clear_log()
-    yield
-    hub.clear_faults()
-    hub.resume()
-
-
-@pytest.fixture
-def proxy(home: Path, hub: FakeHub) -> Iterator[ProxyThread]:
-    with ProxyThread(home, hub.url, chunk_size=CHUNK) as p:
-        yield p
-
-
 # -- helpers ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Got:
-    status: int | None
-    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
-    body: bytes = b""
-    error: str | None = None  # the client-side exception, if the exchange failed
-
-    @property
-    def hung(self) -> bool:
-        return self.error is not None and "Timeout" in self.error
-
-
-async def _aget(
-    session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None, *, method: str = "GET"
-) -> Got:
-    """One request; a broken body is reported (error + what arrived), never raised."""
-    got = Got(None)
-    try:
-        async with session.request(method, url, headers=headers or {}) as resp:
-            got.status = resp.status
-            got.headers = CIMultiDict(resp.headers)
-            chunks = []
-            try:
-                async for block in resp.content.iter_any():
-                    chunks.append(block)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                got.error = type(exc).__name__ + ": " + str(exc)
-            got.body = b"".join(chunks)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        got.error = type(exc).__name__ + ": " + str(exc)
-    return got
-
-
-def _session(timeout: float = LIVENESS) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=timeout))
-
-
 def get(url: str, headers: dict[str, str] | None = None, *, method: str = "GET", timeout: float = LIVENESS) -> Got:
-    async def run() -> Got:
-        async with _session(timeout) as s:
-            return await _aget(s, url, headers, method=method)
-
-    return asyncio.run(run())
+    return call(method, url, headers=headers, timeout=timeout)
 
 
 def get_many(requests: list[tuple[str, dict[str, str] | None]], timeout: float = 60.0) -> list[Got]:
     async def run() -> list[Got]:
-        async with _session(timeout) as s:
-            return await asyncio.gather(*(_aget(s, u, h) for u, h in requests))
+        async with session(timeout) as s:
+            return await asyncio.gather(*(exchange(s, "GET", u, headers=h) for u, h in requests))
 
     return asyncio.run(run())
 
 
 async def _status_first(url: str, timeout: float) -> tuple[int | None, str | None]:
     """The status line of a response (does not wait for the body)."""
-    async with _session(timeout) as s:
+    async with session(timeout) as s:
         try:
             async with s.get(url) as resp:
                 return resp.status, None
@@ -225,7 +166,7 @@ def test_streams_while_filling_and_tail_waits_for_verification(hub: FakeHub, pro
     hub.fault(origin="cdn", method="GET", slow=1 * MiB)  # ~0.25 s per chunk
 
     async def run() -> tuple[str | None, str | None, bytes]:
-        async with _session() as s:
+        async with session(LIVENESS) as s:
             async with s.get(v1_url(proxy, sha)) as resp:
                 assert resp.status == 200
                 first = await resp.content.readany()
@@ -245,7 +186,7 @@ def test_client_leaving_early_does_not_stop_the_fill(hub: FakeHub, proxy: ProxyT
     hub.fault(origin="cdn", method="GET", slow=2 * MiB)
 
     async def run() -> None:
-        async with _session() as s:
+        async with session(LIVENESS) as s:
             async with s.get(v1_url(proxy, sha)) as resp:
                 assert resp.status == 200
                 await resp.content.readexactly(50_000)
@@ -411,10 +352,6 @@ def test_offline_cached_tree_uncached_bytes_get_503(hub: FakeHub, proxy: ProxyTh
 # -- kill and restart ---------------------------------------------------------------------------
 
 
-def _serve_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("HOARD_", "HF_", "HUGGING"))}
-
-
 def _present_chunks(store: Store, name: str) -> set[int]:
     with store.index.read() as txn:
         if store.index.get_partial(name, txn) is None:
@@ -428,7 +365,7 @@ def test_sigkill_mid_download_then_restart_resumes(hub: FakeHub, home: Path) -> 
     hub.fault(origin="cdn", method="GET", slow=256 << 10)  # ~1 s per chunk: a window to kill in
     observer = Store(StoreConfig(home, chunk_size=CHUNK))
     try:
-        first = ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=_serve_env()).start()
+        first = ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=serve_env()).start()
         try:
             job = asyncio.run(_post_json(f"{first.url}/v1/prefetch", {"address": f"huggingface/org/model@{sha}"}))
             assert job[0] == 202
@@ -448,7 +385,7 @@ def test_sigkill_mid_download_then_restart_resumes(hub: FakeHub, home: Path) -> 
         assert observer.resolve(name) is None
         hub.clear_faults()
         hub.clear_log()
-        with ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=_serve_env()) as second:
+        with ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=serve_env()) as second:
             got = get(v1_url(second, sha))
             assert got.error is None and got.status == 200 and got.body == MODEL.read()
             second.stop()
@@ -466,7 +403,7 @@ def test_sigkill_mid_download_then_restart_resumes(hub: FakeHub, home: Path) -> 
 
 
 async def _post_json(url: str, doc: Any) -> tuple[int, Any]:
-    async with _session() as s:
+    async with session(LIVENESS) as s:
         async with s.post(url, json=doc) as resp:
             return resp.status, await resp.json(content_type=None)
 
@@ -497,7 +434,7 @@ def test_concurrent_clients_of_one_cold_file_fetch_it_once(hub: FakeHub, proxy: 
 def test_two_processes_on_one_home_fetch_each_chunk_once(hub: FakeHub, home: Path) -> None:
     sha = hub.head("org/model")
     hub.fault(origin="cdn", method="GET", slow=2 * MiB)
-    with ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=_serve_env()) as other:
+    with ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=serve_env()) as other:
         with ProxyThread(home, hub.url, chunk_size=CHUNK) as proxy:
             got = get_many([(v1_url(proxy, sha), None), (v1_url(other, sha), None), (hf_url(other, rev=sha), None)])
             for g in got:
@@ -565,7 +502,7 @@ def _grep_tree(root: Path, needle: bytes) -> list[Path]:
 
 
 def test_tokens_never_logged_or_stored(hub: FakeHub, home: Path) -> None:
-    with ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=_serve_env()) as srv:
+    with ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=serve_env()) as srv:
         sha = hub.head("org/private")
         for url, token in [
             (hf_url(srv, "weights.bin", "org/private"), GOOD),

@@ -8,28 +8,25 @@ prefetch job's state.
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import pytest
-from multidict import CIMultiDict
 
 from tests.fakes.content import Content
 from tests.fakes.hub import FakeHub
-from tests.harness import ProxyThread, ServeProcess
+from tests.fakes.samples import data_of
+from tests.fixtures import CHUNK, fresh_hub, proxy  # noqa: F401  (fixtures)
+from tests.harness import ProxyThread, ServeProcess, serve_env
+from tests.httpcalls import call
 
 MiB = 1 << 20
-CHUNK = 256 << 10
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 CONFIG = b'{"model_type": "bert", "hidden_size": 32}'
@@ -46,10 +43,6 @@ FILES: dict[str, bytes | Content] = {
 }
 
 
-def data_of(spec: bytes | Content) -> bytes:
-    return spec.read() if isinstance(spec, Content) else spec
-
-
 def b3_of(spec: bytes | Content) -> str:
     return Content.of(spec).blake3
 
@@ -63,57 +56,7 @@ def hub() -> Iterator[FakeHub]:
         yield fake
 
 
-@pytest.fixture(autouse=True)
-def _fresh(hub: FakeHub) -> Iterator[None]:
-    hub.resume()
-    hub.clear_faults()
-    hub.clear_log()
-    yield
-    hub.clear_faults()
-
-
-@pytest.fixture
-def proxy(home: Path, hub: FakeHub) -> Iterator[ProxyThread]:
-    with ProxyThread(home, hub.url, chunk_size=CHUNK) as p:
-        yield p
-
-
 # -- helpers ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Got:
-    status: int | None
-    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
-    body: bytes = b""
-    error: str | None = None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def call(method: str, url: str, *, headers: dict[str, str] | None = None, body: Any = None, raw: bytes | None = None,
-         timeout: float = 30.0) -> Got:
-    """One request with aiohttp; JSON ``body`` or ``raw`` bytes."""
-
-    async def run() -> Got:
-        tmo = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=timeout)
-        async with aiohttp.ClientSession(timeout=tmo) as s:
-            kw: dict[str, Any] = {"headers": headers or {}}
-            if body is not None:
-                kw["json"] = body
-            if raw is not None:
-                kw["data"] = raw
-            got = Got(None)
-            try:
-                async with s.request(method, url, **kw) as resp:
-                    got.status, got.headers = resp.status, CIMultiDict(resp.headers)
-                    got.body = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                got.error = f"{type(exc).__name__}: {exc}"
-            return got
-
-    return asyncio.run(run())
 
 
 def raw_request(base: str, method: str, target: str, headers: dict[str, str] | None = None,
@@ -173,10 +116,6 @@ def parse_metrics(text: str) -> dict[str, dict[str, float]]:
         assert m, f"not Prometheus text: {line!r}"
         out.setdefault(m.group(1), {})[m.group(2) or ""] = float(m.group(3))
     return out
-
-
-def _serve_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("HOARD_", "HF_", "HUGGING"))}
 
 
 # -- health and files ---------------------------------------------------------------------------
@@ -594,7 +533,7 @@ _ACCESS = re.compile(r"hoard\.access: (GET|HEAD|POST|DELETE) (\S+) (\d{3}) [\d.]
 
 def test_serve_sigterm_clean_with_one_log_line_per_request(hub: FakeHub, home: Path) -> None:
     sha = hub.head("org/model")
-    with ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=_serve_env()) as srv:
+    with ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=serve_env()) as srv:
         host = urlsplit(srv.url).hostname
         assert host == "127.0.0.1"
         sent = [
@@ -624,7 +563,7 @@ def test_serve_sigterm_clean_with_one_log_line_per_request(hub: FakeHub, home: P
 def test_serve_sigterm_during_download_exits_cleanly_and_keeps_partial(hub: FakeHub, home: Path) -> None:
     sha = hub.head("org/big")
     hub.fault(origin="cdn", method="GET", slow=256 << 10)  # ~1 s per chunk
-    with ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=_serve_env()) as srv:
+    with ServeProcess(home, hub.url, "--chunk-size", "256KiB", env=serve_env()) as srv:
         job = call("POST", f"{srv.url}/v1/prefetch", body={"address": f"huggingface/org/big@{sha}/big.safetensors"})
         assert job.status == 202
         deadline = time.monotonic() + 60
@@ -649,7 +588,7 @@ def test_serve_sigterm_during_download_exits_cleanly_and_keeps_partial(hub: Fake
 
 
 def test_serve_configured_from_environment(hub: FakeHub, home: Path) -> None:
-    env = _serve_env() | {"HOARD_HOME": str(home), "HOARD_HF_ENDPOINT": hub.url, "HOARD_LISTEN": ":0",
+    env = serve_env() | {"HOARD_HOME": str(home), "HOARD_HF_ENDPOINT": hub.url, "HOARD_LISTEN": ":0",
                           "HOARD_CHUNK_SIZE": "256KiB"}
     srv = ServeProcess(home, hub.url, env=env)
     srv.args = srv.args[: srv.args.index("serve") + 1]  # no flags: everything from the environment

@@ -1,1 +1,2 @@
-"""Helpers for the Hugging Face conformance tests (real clients in subprocesses)."""
+"""Real Hugging Face clients in subprocesses: `runner` runs a script with a stock client;
+`common` holds the conformance tests' fake Hub, recorded proxy and fixtures."""

@@ -4,53 +4,40 @@
 * the real proxy in-process (``ProxyThread``) with a request recorder on its access log,
   so a test can tell exactly which requests (method, path, status) a *client* sent to the
   proxy — the fake's own log only shows what the proxy sent upstream;
-* ``run_client``: a script run by a stock ``huggingface_hub`` in a subprocess with
-  ``HF_ENDPOINT`` pointed at the proxy, a private ``HF_HOME``, telemetry off and Xet left
-  ON (hf_xet is installed): the fake advertises Xet and the proxy must strip it;
-* ``hub_python``: a cached virtualenv with another ``huggingface_hub`` release, built with
-  pip on first use under ``/tmp/hoard-test-venvs/`` (a failure to build it fails the test).
+* ``run_client``: a script run by a stock ``huggingface_hub`` in a subprocess
+  (`runner.run_script`) with ``HF_ENDPOINT`` pointed at the proxy, a private ``HF_HOME``,
+  telemetry off and Xet left ON (hf_xet is installed): the fake advertises Xet and the
+  proxy must strip it. Other ``huggingface_hub`` releases: `runner.hub_python`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import hashlib
+import functools
 import http.client
-import json
 import logging
 import os
 import platform
-import shutil
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.fakes.content import Content
 from tests.fakes.hub import FakeHub
+from tests.fakes.samples import GOOD, TINY
 from tests.harness import ProxyThread
+from tests.httpcalls import raw as _raw
+
+from .runner import PRELUDE as _BASE_PRELUDE
+from .runner import run_script
 
 MiB = 1 << 20
 KiB = 1 << 10
-GOOD, OTHER = "hf_good_token", "hf_other_token"
-CONFIG = json.dumps({"model_type": "bert", "hidden_size": 32, "vocab": ["tok"] * 300}).encode()
 PR_CONFIG = b'{"pr": 1}'
-TINY: dict[str, bytes | Content] = {
-    "config.json": CONFIG,
-    "tokenizer.json": json.dumps({"version": "1.0", "model": {"type": "WordPiece"}}).encode(),
-    "sub/c.txt": b"c\n",
-    "sub/dir/b.txt": b"nested\n",
-    "with space \u00e9.txt": "unicode \u2713\n".encode(),
-    "model.safetensors": Content("tiny-model", 3 * MiB + 17),
-}
 BIG = Content("big-model", 6 * MiB + 5)
 GATED_W = Content("gated-weights", 64 * KiB + 3)
 CSV = b"a,b\n1,2\n3,4\n"
@@ -60,18 +47,6 @@ XET_KEYS = ("xethash", "xet_hash", "xetenabled")
 
 #: hf_xet ships wheels for these; there the clients run with Xet available
 XET_PLATFORM = platform.machine().lower() in ("x86_64", "amd64", "aarch64", "arm64")
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def git_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def data_of(spec: bytes | Content) -> bytes:
-    return spec.read() if isinstance(spec, Content) else spec
 
 
 # --------------------------------------------------------------------------------------
@@ -104,18 +79,6 @@ def hub() -> Iterator[FakeHub]:
         yield fake
     finally:
         fake.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_hub(hub: FakeHub) -> Iterator[None]:
-    hub.resume()
-    hub.clear_faults()
-    hub.clear_log()
-    hub.xet = True
-    yield
-    hub.resume()
-    hub.clear_faults()
-    hub.xet = True
 
 
 # --------------------------------------------------------------------------------------
@@ -258,31 +221,15 @@ def proxy(hub: FakeHub, tmp_path: Path) -> Iterator[Proxy]:
 # real clients
 # --------------------------------------------------------------------------------------
 
-PRELUDE = r"""
-import hashlib, json, os, sys
-ARGS = json.loads(os.environ["CLIENT_ARGS"])
+#: `runner.PRELUDE`, plus the client's version and Xet availability in ``OUT`` and helpers to
+#: inspect an HF cache (``HUB``, ``repo_dir``, ``read``, ``tree``, ``describe``).
+PRELUDE = _BASE_PRELUDE + r"""
 HOME = os.environ["HF_HOME"]
 HUB = os.path.join(HOME, "hub")
-OUT = {}
 import huggingface_hub
 OUT["_version"] = huggingface_hub.__version__
 from huggingface_hub.utils._runtime import is_xet_available
 OUT["_xet_available"] = bool(is_xet_available())
-
-def attempt(name, fn):
-    try:
-        OUT[name] = {"ok": fn()}
-    except Exception as exc:
-        resp = getattr(exc, "response", None)
-        OUT[name] = {"error": type(exc).__name__, "mro": [c.__name__ for c in type(exc).__mro__],
-                     "status": getattr(resp, "status_code", None), "message": str(exc)[:600]}
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 def repo_dir(repo_id, kind="models", cache=None):
     return os.path.join(cache or HUB, kind + "--" + repo_id.replace("/", "--"))
@@ -307,71 +254,18 @@ def describe(path):
 """
 
 
-def client_env(
-    endpoint: str,
-    home: Path,
-    *,
-    token: str | None = None,
-    offline: bool = False,
-    args: dict[str, Any] | None = None,
-    extra: dict[str, str] | None = None,
-) -> dict[str, str]:
-    drop = ("HF_", "HUGGING", "TRANSFORMERS_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env.update(
-        HF_ENDPOINT=endpoint,
-        HF_HOME=str(home),
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        CLIENT_ARGS=json.dumps(args or {}),
-        TOKENIZERS_PARALLELISM="false",
-    )
-    # Xet is deliberately NOT disabled: the fake advertises it, the proxy must strip it.
-    if token:
-        env["HF_TOKEN"] = token
-    if offline:
-        env["HF_HUB_OFFLINE"] = "1"
-    env.update(extra or {})
-    return env
-
-
-def run_client(
-    endpoint: str,
-    home: Path,
-    script: str,
-    *,
-    python: str = sys.executable,
-    token: str | None = None,
-    offline: bool = False,
-    args: dict[str, Any] | None = None,
-    extra_env: dict[str, str] | None = None,
-    timeout: float = 180,
-) -> dict[str, Any]:
-    """Run ``script`` (after PRELUDE) with a stock client; return its ``OUT`` dict."""
-    env = client_env(endpoint, home, token=token, offline=offline, args=args, extra=extra_env)
-    code = PRELUDE + textwrap.dedent(script) + "\nprint('@@OUT@@' + json.dumps(OUT))\n"
-    proc = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, timeout=timeout, cwd=home.parent)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@OUT@@")]
-    assert proc.returncode == 0 and lines, f"client failed (rc={proc.returncode}):\n{proc.stderr[-6000:]}"
-    out: dict[str, Any] = json.loads(lines[-1][len("@@OUT@@") :])
+def run_client(endpoint: str, home: Path, script: str, **options: Any) -> dict[str, Any]:
+    """`runner.run_script` after this module's PRELUDE (``options`` as there). Where hf_xet
+    has wheels the client must have had Xet available: the fake advertises it, the proxy
+    must strip it."""
+    out = run_script(endpoint, home, script, prelude=PRELUDE, **options)
     if XET_PLATFORM:
         assert out["_xet_available"], f"hf_xet should be installed and enabled for {out['_version']}"
     return out
 
 
-def raw(
-    method: str, url: str, headers: dict[str, str] | None = None, body: bytes | None = None
-) -> tuple[int, http.client.HTTPMessage, bytes]:
-    """One request, no redirects followed, nothing decoded."""
-    parts = urlsplit(url)
-    assert parts.hostname is not None
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    try:
-        conn.request(method, parts.path + ("?" + parts.query if parts.query else ""), body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
+#: `httpcalls.raw` with a longer bound: these requests go through the proxy to the fake
+raw = functools.partial(_raw, timeout=60.0)
 
 
 def xet_keys(obj: Any, where: str = "$") -> list[str]:
@@ -392,48 +286,3 @@ def xet_headers(headers: http.client.HTTPMessage) -> list[str]:
     bad = [f"{k}: {v}" for k, v in headers.items() if k.lower().startswith("x-xet")]
     bad += [f"Link: {v}" for v in headers.get_all("Link") or [] if "xet" in v.lower()]
     return bad
-
-
-# --------------------------------------------------------------------------------------
-# other client releases
-# --------------------------------------------------------------------------------------
-
-VENV_ROOT = Path(os.environ.get("HOARD_TEST_VENVS", "/tmp/hoard-test-venvs"))
-
-
-def hub_python(version: str) -> str:
-    """Python of a virtualenv with ``huggingface_hub==version`` (built once, then reused).
-
-    Keyed by client version and interpreter version; a stamp file marks a finished build,
-    a lock file serialises concurrent builders. Any failure is a test failure, never a skip.
-    """
-    py_tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    target = VENV_ROOT / f"huggingface_hub-{version}-{py_tag}"
-    python = target / "bin" / "python"
-    stamp = target / ".hoard-ready"
-    VENV_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(VENV_ROOT / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists() and python.exists():
-            return str(python)
-        shutil.rmtree(target, ignore_errors=True)
-        steps = [
-            [sys.executable, "-m", "venv", str(target)],
-            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q",
-             f"huggingface_hub=={version}"],
-            [str(python), "-c", "import huggingface_hub, sys; "
-             f"assert huggingface_hub.__version__ == {version!r}, huggingface_hub.__version__"],
-        ]
-        for cmd in steps:
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                pytest.fail(f"cannot build the huggingface_hub=={version} test venv at {target}: {cmd[:4]}: {exc}")
-            if proc.returncode != 0:
-                pytest.fail(
-                    f"cannot build the huggingface_hub=={version} test venv at {target} "
-                    f"(needs PyPI access through pip): {' '.join(cmd[:6])} exited {proc.returncode}:\n"
-                    f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-                )
-        stamp.write_text(version)
-        return str(python)
