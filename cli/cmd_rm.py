@@ -14,13 +14,16 @@ from .config import format_size
 @click.command("rm")
 @click.argument("address")
 @click.option("--dry-run", is_flag=True, help="Print what would be removed.")
+@click.option("--force", is_flag=True, help="Also remove pinned revisions (and their pins).")
 @common_options()
-def rm(app: App, address: str, dry_run: bool) -> None:
-    """Remove ADDRESS from the store: a repo (every revision), repo@rev, or one file.
+def rm(app: App, address: str, dry_run: bool, force: bool) -> None:
+    """Remove ADDRESS from the store: a repo (every revision), repo@rev, or one file's blob
+    (fetched again on next use).
 
-    Blobs still used by another snapshot, and pinned ones, are kept.
+    Blobs still used by another revision, and pinned blobs, are kept; a pinned revision is
+    refused unless --force.
     """
-    plan = plan_remove(app.store, parse_address(address))
+    plan = plan_remove(app.store, parse_address(address), force=force)
     if not dry_run:
         execute_remove(app.store, plan)
     verb = "would remove" if dry_run else "removed"

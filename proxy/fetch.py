@@ -56,6 +56,8 @@ class FetchConfig:
     foreign_wait: float = 300.0
     #: bytes a response reaching the end of a file holds until the file is verified
     tail_hold: int = 64 << 10
+    #: longest time one chunk may take to arrive, however steadily it trickles
+    chunk_deadline: float = 600.0
     #: after a chunk of a file failed for good, reads of that file fail at once for this long
     #: (so a dead origin costs each reader one retry budget, not one per kernel request)
     failure_hold: float = 5.0
@@ -87,7 +89,7 @@ class OpenFile:
         self.rf = rf
         self.partial = partial
         self.b3 = b3
-        self.refs = 1
+        self.refs = 0
         self.error: BaseException | None = None
         self.fill: asyncio.Task[str] | None = None
         self.blob_fd: int | None = None
@@ -119,15 +121,21 @@ class FetchCore:
         self.config = config or FetchConfig()
         self.metrics = metrics or Metrics()
         self._files: dict[str, OpenFile] = {}
-        self._opening: dict[str, asyncio.Future[OpenFile]] = {}
+        self._opening: dict[str, asyncio.Task[OpenFile]] = {}
+        self._waiters: dict[str, int] = {}  # callers of open() still waiting, per identity
         self._chunks: dict[tuple[str, int], ChunkFetch] = {}
         self._slots = asyncio.Semaphore(self.config.max_inflight)
-        self._background: set[asyncio.Task[Any]] = set()
+        self._threads: set[asyncio.Future[Any]] = set()
 
     # -- opening ----------------------------------------------------------------------------
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        """Run disk work in a thread. A cancelled caller does not stop the thread, so the
+        work is tracked and :meth:`aclose` waits for it before closing anything it uses."""
+        fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        self._threads.add(fut)
+        fut.add_done_callback(self._threads.discard)
+        return await fut
 
     async def open(self, rf: RemoteFile) -> OpenFile:
         """Open ``rf`` for reading; the same :class:`OpenFile` is shared by all its readers."""
@@ -135,37 +143,46 @@ class FetchCore:
         if of is not None and of.error is None:
             of.refs += 1
             return of
-        pending = self._opening.get(rf.identity)
-        if pending is not None:
-            of = await asyncio.shield(pending)
+        task = self._opening.get(rf.identity)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._open_new(rf))
+            self._opening[rf.identity] = task
+            task.add_done_callback(lambda t: self._opened(rf.identity, t))
+        self._waiters[rf.identity] = self._waiters.get(rf.identity, 0) + 1
+        try:
+            # shielded: a cancelled caller does not cancel the open others may wait on
+            of = await asyncio.shield(task)
             of.refs += 1
             return of
-        fut: asyncio.Future[OpenFile] = asyncio.get_running_loop().create_future()
-        self._opening[rf.identity] = fut
-        try:
-            got = await self._io(self.store.open_file, rf.identity, rf.size, rf.expected)
-            if isinstance(got, Published):
-                of = OpenFile(rf, None, got.b3)
-            else:
-                of = OpenFile(rf, got, None)
-            self._files[rf.identity] = of
-            fut.set_result(of)
-            return of
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()
-            raise
         finally:
-            del self._opening[rf.identity]
+            self._waiters[rf.identity] -= 1
+            if not self._waiters[rf.identity]:
+                del self._waiters[rf.identity]
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    self._retire(task.result())  # every waiter was cancelled: let go
+
+    async def _open_new(self, rf: RemoteFile) -> OpenFile:
+        got = await self._io(self.store.open_file, rf.identity, rf.size, rf.expected)
+        of = OpenFile(rf, None, got.b3) if isinstance(got, Published) else OpenFile(rf, got, None)
+        self._files[rf.identity] = of
+        return of
+
+    def _opened(self, identity: str, task: asyncio.Task[OpenFile]) -> None:
+        if self._opening.get(identity) is task:
+            del self._opening[identity]
+        if not task.cancelled() and task.exception() is None and identity not in self._waiters:
+            self._retire(task.result())  # nobody is waiting for it any more
 
     async def close(self, of: OpenFile) -> None:
         of.refs -= 1
         self._retire(of)
 
     def _retire(self, of: OpenFile) -> None:
-        """Let go of a file nobody reads, fills or fetches chunks of any more."""
-        if of.refs > 0 or (of.fill is not None and not of.fill.done()):
+        """Let go of a file nobody reads, fills, verifies or fetches chunks of any more."""
+        if of.refs > 0 or (of.fill is not None and not of.fill.done()) or of.identity in self._waiters:
             return
+        if of.finalizing is not None and not of.finalizing.done():
+            return  # its done-callback retires the file
         if any(k[0] == of.identity for k in self._chunks):
             return  # read-ahead still running: its task retires the file when it ends
         if self._files.get(of.identity) is of:
@@ -212,42 +229,57 @@ class FetchCore:
             if cf.writer is not None:
                 cf.writer.dispose()
                 cf.writer = None
-        if cf.error is None and of.b3 is None and p.complete:
-            try:
+        try:
+            if cf.error is None and of.b3 is None and p.complete:
                 await self._finalize(of)
-            except HoardError:
-                pass  # recorded in of.error; readers and fills report it
-        self._retire(of)
+        except Exception:  # noqa: BLE001 - recorded in of.error; readers and fills report it
+            pass
+        finally:
+            self._retire(of)
 
     async def _fill_chunk(self, of: OpenFile, p: Partial, cf: ChunkFetch) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.foreign_wait
         poll = 0.02
-        async with self._slots:
-            while True:
+        while True:
+            async with self._slots:  # a slot is a chunk of memory: hold it only to fill
                 writer = p.claim(cf.index)
                 if writer is not None:
-                    break
-                if p.present(cf.index) or p.b3 is not None:
-                    if p.b3 is not None:
-                        of.b3 = p.b3
+                    await self._fill_claimed(of, cf, writer)
                     return
-                # another process holds the chunk: wait for it to land (or for its holder to die)
-                if loop.time() > deadline:
-                    raise OriginUnavailable(f"{of.rf.address}: chunk {cf.index} held elsewhere for too long")
-                await asyncio.sleep(poll)
-                poll = min(poll * 2, 0.5)
-                await self._io(p.refresh)
-            cf.writer = writer
-            self.metrics.inc(m.INFLIGHT, 1)
+            if p.present(cf.index) or p.b3 is not None:
+                if p.b3 is not None:
+                    of.b3 = p.b3
+                return
+            # another process holds the chunk: wait for it to land (or for its holder to die)
+            if loop.time() > deadline:
+                raise OriginUnavailable(f"{of.rf.address}: chunk {cf.index} held elsewhere for too long")
+            await asyncio.sleep(poll)
+            poll = min(poll * 2, 0.5)
+            await self._io(p.refresh)
+
+    async def _fill_claimed(self, of: OpenFile, cf: ChunkFetch, writer: ChunkWriter) -> None:
+        cf.writer = writer
+        self.metrics.inc(m.INFLIGHT, 1)
+        try:
             try:
-                await self._download(of, cf, writer)
-                bad = await self._io(writer.commit)
-            except BaseException:
+                await asyncio.wait_for(self._download(of, cf, writer), self.config.chunk_deadline)
+            except asyncio.TimeoutError:
+                raise OriginUnavailable(
+                    f"{of.rf.address}: chunk {cf.index} not complete after {self.config.chunk_deadline:.0f}s"
+                ) from None
+            # shielded: a cancelled task leaves the commit to finish in its thread (it then
+            # releases the chunk itself); shutdown waits for it
+            bad = await asyncio.shield(asyncio.ensure_future(self._io(writer.commit)))
+        except asyncio.CancelledError:
+            if not writer.committing:
                 writer.abort()
-                raise
-            finally:
-                self.metrics.inc(m.INFLIGHT, -1)
+            raise
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            self.metrics.inc(m.INFLIGHT, -1)
         self.metrics.inc(m.CHUNKS_FETCHED)
         if bad:
             log.warning("%s: chunks %s failed their checksum on disk; they will be fetched again", of.rf.address, bad)
@@ -281,6 +313,7 @@ class FetchCore:
             return of.b3
         if of.finalizing is None or of.finalizing.done():
             of.finalizing = asyncio.get_running_loop().create_task(self._finalize_once(of))
+            of.finalizing.add_done_callback(lambda t: (t.cancelled() or t.exception(), self._retire(of)))
         return await asyncio.shield(of.finalizing)
 
     async def _finalize_once(self, of: OpenFile) -> str | None:
@@ -316,6 +349,7 @@ class FetchCore:
         return await asyncio.shield(self.start_fill(of))
 
     async def _fill_all(self, of: OpenFile) -> str:
+        waited = 0.0
         while of.b3 is None:
             if of.error is not None:
                 raise of.error
@@ -328,7 +362,10 @@ class FetchCore:
                 if await self._finalize(of) is None:
                     # all present yet not published: another process is finalizing, or a
                     # chunk failed its on-disk checksum and was dropped; look again shortly
+                    if waited > self.config.foreign_wait:
+                        raise OriginUnavailable(f"{of.rf.address}: another process has been verifying it too long")
                     await asyncio.sleep(0.05)
+                    waited += 0.05
                     await self._io(p.refresh)
                     if p.b3 is not None:
                         of.b3 = p.b3
@@ -427,12 +464,13 @@ class FetchCore:
             if cf is None:
                 continue
             w = cf.writer
-            if w is not None and w.in_memory and chunk_start + w.landed > pos:
+            if w is not None and chunk_start + w.landed > pos:
                 upto = min(chunk_start + w.landed, end)
                 data = w.view(pos - chunk_start, upto - chunk_start)
-                pos = upto
-                yield data
-                continue
+                if data is not None:  # None: just committed; read it from the partial
+                    pos = upto
+                    yield data
+                    continue
             if cf.done:
                 if cf.error is not None:
                     raise cf.error
@@ -444,7 +482,14 @@ class FetchCore:
     async def _read_blob(self, of: OpenFile, start: int, end: int) -> AsyncIterator[bytes]:
         if of.blob_fd is None:
             assert of.b3 is not None
-            of.blob_fd = os.open(self.store.blob_path(of.b3), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                of.blob_fd = os.open(self.store.blob_path(of.b3), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                # removed (gc, rm, verify) since it was published: the next open fetches again
+                of.error = OriginUnavailable(f"{of.rf.address}: its blob was removed meanwhile; retry")
+                if self._files.get(of.identity) is of:
+                    del self._files[of.identity]
+                raise of.error from None
         pos = start
         while pos < end:
             data = await self._io(os.pread, of.blob_fd, min(_READ_BLOCK, end - pos), pos)
@@ -462,9 +507,13 @@ class FetchCore:
     async def aclose(self) -> None:
         tasks = [c.task for c in self._chunks.values() if c.task is not None]
         tasks += [of.fill for of in self._files.values() if of.fill is not None]
+        tasks += [of.finalizing for of in self._files.values() if of.finalizing is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # disk work already in threads (a commit, a finalize) finishes before anything closes
+        if self._threads:
+            await asyncio.wait(list(self._threads), timeout=60)
         for of in list(self._files.values()):
             of.refs = 0
             of.fill = None

@@ -288,7 +288,8 @@ async def delete_model(request: web.Request) -> web.StreamResponse:
     svc = _services(request)
     addr = parse_address(request.match_info["address"])
     dry = request.query.get("dry_run", "").lower() in ("1", "true")
-    plan = store_catalog.plan_remove(svc.store, addr)
+    force = request.query.get("force", "").lower() in ("1", "true")
+    plan = store_catalog.plan_remove(svc.store, addr, force=force)
     if not dry:
         await asyncio.get_running_loop().run_in_executor(None, store_catalog.execute_remove, svc.store, plan)
     return web.json_response({"dry_run": dry, **plan.as_dict()})

@@ -41,16 +41,19 @@ def publish(
     aliases: Iterable[str] = (),
     *,
     keep_src: bool = False,
-) -> BlobRecord:
+) -> bool:
     """Make the verified file ``src`` the blob ``b3`` and index it with ``aliases``.
 
-    ``src`` is linked, not copied; unless ``keep_src`` it is unlinked afterwards (after the
-    index commit, so that other processes holding the old name keep finding the inode until
-    the index tells them the blob exists).
+    ``src`` is linked, not copied; unless ``keep_src`` it is made read-only first and unlinked
+    afterwards (after the index commit). With ``keep_src`` (a partial, which other processes
+    may still open by its own name) the caller unlinks it and makes it read-only. Returns True
+    if ``src`` became the blob, False if identical content was already published.
     """
-    os.chmod(src, 0o444)
+    if not keep_src:
+        os.chmod(src, 0o444)
     final = layout.blob_path(b3)
     now = int(time.time())
+    linked = False
     with gc_lock(layout.gc_lock, exclusive=False):
         if not final.parent.is_dir():
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -58,6 +61,7 @@ def publish(
         try:
             os.link(src, final)
             fsync_dir(final.parent)
+            linked = True
         except FileExistsError:
             # Same content published before (or linked by an earlier attempt that died before
             # indexing it): a file at blobs/<b3> only ever holds bytes whose BLAKE3 is b3.
@@ -74,7 +78,7 @@ def publish(
             os.unlink(src)
         except FileNotFoundError:
             pass
-    return rec
+    return linked
 
 
 # -- ingest -----------------------------------------------------------------------------------

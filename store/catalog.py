@@ -287,8 +287,11 @@ class RemovePlan:
         }
 
 
-def plan_remove(store: Store, addr: Address) -> RemovePlan:
-    """Plan removing a repo (all revisions), one revision, or one file's blob."""
+def plan_remove(store: Store, addr: Address, *, force: bool = False) -> RemovePlan:
+    """Plan removing a repo (all revisions), one revision, or one file's blob.
+
+    A pinned revision is refused unless ``force`` (which also drops its pin).
+    """
     plan = RemovePlan()
     protected = protected_blobs(store)
     if addr.path:
@@ -305,6 +308,9 @@ def plan_remove(store: Store, addr: Address) -> RemovePlan:
         doomed = {(addr.repo_key, r) for r in store.revisions(addr.repo_key)}
         if not doomed and not store.refs(addr.repo_key):
             raise NotFound(f"{addr.repo_key} is not in the cache")
+    pinned = sorted(f"{r}@{v}" for r, v in doomed if f"snapshot:{r}@{v}" in store.pins())
+    if pinned and not force:
+        raise UsageError(f"{', '.join(pinned)} is pinned: `hoard unpin` it first, or remove with --force")
     plan.snapshots = sorted(doomed)
     for ref, rec in store.refs(addr.repo_key).items():
         if not addr.revision or (addr.repo_key, rec.revision) in doomed:

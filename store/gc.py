@@ -13,7 +13,9 @@ may have been touched by a reader since the plan), removes index entries first a
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ from .locks import LIVE_OFFSET, gc_lock, try_lock
 from .store import Store
 
 __all__ = ["GcPlan", "GcResult", "plan_gc", "execute_gc"]
+
+log = logging.getLogger("hoard.gc")
 
 _BATCH = 256
 _TMP_MAX_AGE = 3600.0  # a temp file untouched for an hour belongs to a dead process
@@ -83,6 +87,8 @@ def _partial_is_busy(path: Path) -> bool:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
+    except PermissionError:
+        return True  # made read-only: it is being published
     try:
         return not try_lock(fd, LIVE_OFFSET, exclusive=True)
     finally:
@@ -152,12 +158,12 @@ def execute_gc(store: Store, plan: GcPlan, progress: Callable[[int], None] | Non
     """Carry out a plan, re-checking every victim; returns what was actually removed."""
     result = GcResult()
     store.flush_access()
-    protected = protected_blobs(store)
     blobs = [v for v in plan.victims if v.kind == "blob"]
     for start in range(0, len(blobs), _BATCH):
         batch = blobs[start : start + _BATCH]
         doomed: list[Victim] = []
         with gc_lock(store.layout.gc_lock, exclusive=True):
+            protected = protected_blobs(store)  # pins may have been added since the last batch
             with store.index.write() as txn:
                 for v in batch:
                     rec = store.index.get_blob(v.name, txn)
@@ -166,6 +172,9 @@ def execute_gc(store: Store, plan: GcPlan, progress: Callable[[int], None] | Non
                         continue
                     store.index.delete_blob_in(txn, v.name)
                     doomed.append(v)
+            # the deletion must be durable before the files go, or a machine crash could bring
+            # back index entries whose files are gone
+            store.index.env.sync(True)
             for v in doomed:
                 try:
                     os.unlink(store.blob_path(v.name))
@@ -175,23 +184,37 @@ def execute_gc(store: Store, plan: GcPlan, progress: Callable[[int], None] | Non
         result.freed += sum(v.size for v in doomed)
         if progress is not None:
             progress(len(batch))
+    keep_aliases = protected_aliases(store)
     for v in plan.victims:
-        if v.kind == "partial":
-            if _remove_partial(store, v.name):
-                result.removed += 1
-                result.freed += v.size
+        try:
+            if v.kind == "partial":
+                removed = v.name not in keep_aliases and _remove_partial(store, v.name)
+            elif v.kind == "stray":
+                removed = _remove_stray(Path(v.name))
             else:
-                result.skipped += 1
-        elif v.kind == "stray":
-            try:
-                os.unlink(v.name)
-                result.removed += 1
-                result.freed += v.size
-            except FileNotFoundError:
-                result.skipped += 1
+                continue
+        except OSError as exc:  # one unremovable leftover must not stop the rest
+            log.warning("gc: could not remove %s: %s", v.name, exc)
+            removed = False
+        if removed:
+            result.removed += 1
+            result.freed += v.size
+        else:
+            result.skipped += 1
         if progress is not None and v.kind != "blob":
             progress(1)
     return result
+
+
+def _remove_stray(path: Path) -> bool:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)  # e.g. the unpack directory of a killed `hoard import`
+        return True
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _remove_partial(store: Store, alias: str) -> bool:
@@ -203,6 +226,8 @@ def _remove_partial(store: Store, alias: str) -> bool:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         fd = None
+    except PermissionError:
+        return False  # being published
     try:
         if fd is not None and not try_lock(fd, LIVE_OFFSET, exclusive=True):
             return False  # someone opened it since the plan

@@ -38,13 +38,38 @@ from .errors import Busy, IntegrityError, StoreFull
 from .hashing import ContentHasher
 from .index import Index
 from .layout import Layout
-from .locks import FINALIZE_OFFSET, LIVE_OFFSET, try_lock, unlock, wait_lock
+from .locks import FINALIZE_OFFSET, LIVE_OFFSET, gc_lock, try_lock, unlock, wait_lock
 from .records import ExpectedHash, PartialRecord
 
 __all__ = ["Partial", "ChunkWriter", "Discarded", "open_partial"]
 
-#: committed chunks kept in memory ahead of the hash cursor (each one chunk of memory)
+#: committed chunks kept in memory ahead of the hash cursor, per partial and per process
+#: (each one chunk of memory)
 _MAX_READY = 8
+
+
+class _Budget:
+    """A process-wide count of chunk buffers held for hashing, so many open partials read
+    at random cannot grow memory without bound."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self.used = max(0, self.used - 1)
+
+
+_READY = _Budget(32)
 
 
 class Discarded(IntegrityError):
@@ -69,12 +94,17 @@ def open_partial(
     live_timeout: float = 30.0,
 ) -> Partial | Published:
     """Open (or create) the partial for ``alias``, or report that the blob already exists."""
-    for _ in range(20):
+    for attempt in range(40):
+        if attempt >= 10:
+            time.sleep(0.05)  # contention (a publish in progress): give it a moment
         with index.read() as txn:
             b3 = index.resolve(alias, txn)
             rec = index.get_partial(alias, txn)
-        if b3 is not None and layout.blob_path(b3).exists():
-            return Published(b3)
+        if b3 is not None:
+            if layout.blob_path(b3).exists():
+                return Published(b3)
+            forget_missing_blob(layout, index, b3)  # indexed but its file is gone: fetch again
+            continue
         if rec is None:
             got = _create(layout, index, alias, size, chunk_size, expected)
             if got is not None:
@@ -87,6 +117,8 @@ def open_partial(
         path = layout.partial_path(alias, rec.tag)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except PermissionError:
+            continue  # being published (made read-only): look again
         except FileNotFoundError:
             # The record outlived its file (deleted by hand, or a crash between gc's index
             # commit and unlink): forget the chunks it describes and start a new incarnation.
@@ -108,6 +140,16 @@ def open_partial(
             os.ftruncate(fd, size)
         return Partial(layout, index, alias, cur, fd, sums)
     raise Busy(f"{alias}: could not open its partial (too much contention)")
+
+
+def forget_missing_blob(layout: Layout, index: Index, b3: str) -> None:
+    """Drop the index entries of a blob whose file is gone (lost disk, a crash that undid a
+    gc commit), so its content can be fetched and published again."""
+    with gc_lock(layout.gc_lock, exclusive=True):
+        if layout.blob_path(b3).exists():
+            return
+        with index.write() as txn:
+            index.delete_blob_in(txn, b3)
 
 
 def _still_linked(fd: int, path: Path) -> bool:
@@ -138,10 +180,15 @@ def _create(
         raise StoreFull(f"cannot create a {size}-byte partial: {exc}") from exc
     try_lock(fd, LIVE_OFFSET, exclusive=False)
     rec = PartialRecord(size=size, chunk_size=chunk_size, created=int(time.time()), tag=tag, expected=expected)
-    with index.write() as txn:
-        won = index.get_partial(alias, txn) is None and index.resolve(alias, txn) is None
-        if won:
-            index.put_partial_in(txn, alias, rec)
+    try:
+        with index.write() as txn:
+            won = index.get_partial(alias, txn) is None and index.resolve(alias, txn) is None
+            if won:
+                index.put_partial_in(txn, alias, rec)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
     if not won:
         os.close(fd)
         os.unlink(path)
@@ -186,6 +233,8 @@ class Partial:
         self._direct = False
         #: set once published (by this or another process): the blob's BLAKE3
         self.b3: str | None = None
+        #: set once this incarnation is known dead (hash mismatch, discarded elsewhere)
+        self.discarded = False
 
     # -- presence -------------------------------------------------------------------------
 
@@ -226,6 +275,7 @@ class Partial:
                 if b3 is not None:
                     self.b3 = b3
                     return
+                self.discarded = True
                 raise Discarded(f"{self.alias}: partial was discarded")
             sums = self.index.chunk_sums(self.alias, txn)
         with self._lock:
@@ -253,13 +303,11 @@ class Partial:
     def _keep_ready(self, index: int, buf: mmap.mmap) -> None:
         """Take a committed chunk's buffer (ownership passes to the partial)."""
         with self._lock:
-            if self._closed or index < self._hashed_chunks or len(self._ready) >= _MAX_READY:
-                evict = buf
-            else:
+            keep = not self._closed and index >= self._hashed_chunks and len(self._ready) < _MAX_READY
+            if keep and _READY.take():
                 self._ready[index] = buf
-                evict = None
-        if evict is not None:
-            POOL.put(evict)
+                return
+        POOL.put(buf)
 
     # -- filling --------------------------------------------------------------------------
 
@@ -318,6 +366,7 @@ class Partial:
         with self.index.write() as txn:
             rec = self.index.get_partial(self.alias, txn)
             if rec is None or rec.tag != self.rec.tag:
+                self.discarded = True
                 raise Discarded(f"{self.alias}: partial was discarded while chunk {index} was filled")
             self.index.put_chunk_in(txn, self.alias, index, xxh3)
         with self._lock:
@@ -352,6 +401,7 @@ class Partial:
                     with self._lock:
                         buf = self._ready.pop(i, None)
                     if buf is not None:  # its xxh3 was computed from this very buffer
+                        _READY.give()
                         with memoryview(buf) as view:
                             self._hasher.update(view[: end - start])
                         POOL.put(buf)
@@ -408,7 +458,7 @@ class Partial:
             up = self._hasher.upstream_hex()
             if exp is not None and exp.prefix and up is not None:
                 aliases.append(f"{exp.kind}:{up}")
-            publish(self.layout, self.index, self.path, b3, self.size, aliases, keep_src=True)
+            linked = publish(self.layout, self.index, self.path, b3, self.size, aliases, keep_src=True)
             with self.index.write() as txn:
                 rec = self.index.get_partial(self.alias, txn)
                 if rec is not None and rec.tag == self.rec.tag:
@@ -417,6 +467,10 @@ class Partial:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+            if linked:
+                # read-only only now: until the partial's record was gone, other processes
+                # still opened this inode read-write through its partial name
+                os.fchmod(self.fd, 0o444)
             self.b3 = b3
             return b3
         finally:
@@ -424,6 +478,7 @@ class Partial:
 
     def discard(self) -> None:
         """Forget this partial: its chunk records, its record and its file."""
+        self.discarded = True
         with self.index.write() as txn:
             rec = self.index.get_partial(self.alias, txn)
             if rec is not None and rec.tag == self.rec.tag:
@@ -437,6 +492,7 @@ class Partial:
             self._sums.clear()
             ready, self._ready = self._ready, {}
         for buf in ready.values():
+            _READY.give()
             POOL.put(buf)
 
     def close(self) -> None:
@@ -445,6 +501,7 @@ class Partial:
             with self._lock:
                 ready, self._ready = self._ready, {}
             for buf in ready.values():
+                _READY.give()
                 POOL.put(buf)
             if self._wfd is not None:
                 os.close(self._wfd)
@@ -474,16 +531,20 @@ class ChunkWriter:
         """Bytes of this chunk received so far (readable with :meth:`view`)."""
         return self.pos
 
-    @property
-    def in_memory(self) -> bool:
-        """False once committed: the bytes then live in the partial (read_present)."""
-        return self._buf is not None
 
-    def view(self, start: int, end: int) -> bytes:
-        """Bytes [start, end) of the chunk (relative to its start); must have landed."""
-        if end > self.pos or self._buf is None:
-            raise ValueError(f"bytes up to {end} of chunk {self.index} are not in memory ({self.pos})")
-        return self._buf[start:end]
+    def view(self, start: int, end: int) -> bytes | None:
+        """Bytes [start, end) of the chunk (relative to its start), which must have landed;
+        None once the buffer was handed over (committed) or freed."""
+        if end > self.pos:
+            raise ValueError(f"bytes up to {end} of chunk {self.index} have not landed ({self.pos})")
+        with self._state:
+            if self._buf is None or self._committing or self._disposed:
+                return None
+            return self._buf[start:end]
+
+    @property
+    def committing(self) -> bool:
+        return self._committing
 
     def write(self, data: bytes | memoryview) -> None:
         n = len(data)

@@ -41,7 +41,10 @@ class Store:
         self.layout.create()
         self.index = Index(self.layout.index)
         self._lock = threading.Lock()
-        self._partials: dict[str, tuple[Partial, int]] = {}
+        # partials handed out: the live one per alias, and every one still held (a published
+        # or discarded partial stays open until its last holder releases it)
+        self._current: dict[str, Partial] = {}
+        self._held: dict[int, tuple[Partial, int]] = {}
         self._snapshots: OrderedDict[tuple[str, str], Snapshot] = OrderedDict()
         self._touched: dict[str, int] = {}
         self._last_flush = time.monotonic()
@@ -57,9 +60,11 @@ class Store:
     def close(self) -> None:
         self.flush_access()
         with self._lock:
-            for partial, _ in self._partials.values():
-                partial.close()
-            self._partials.clear()
+            held = [p for p, _ in self._held.values()]
+            self._held.clear()
+            self._current.clear()
+        for partial in held:
+            partial.close()
         self.index.close()
 
     def __enter__(self) -> Store:
@@ -107,10 +112,12 @@ class Store:
             self.index.put_alias_in(txn, alias, b3)
 
     def touch(self, b3: str) -> None:
-        """Note a use of a blob; written to the index in batches, never on the read path."""
+        """Note a use of a blob; written to the index later, in one batch, by
+        :meth:`flush_access` (a long-running process calls it periodically, close() last)."""
         self._touched[b3] = int(time.time())
-        if time.monotonic() - self._last_flush > self.config.access_flush_interval:
-            self.flush_access()
+
+    def access_flush_due(self) -> bool:
+        return bool(self._touched) and time.monotonic() - self._last_flush > self.config.access_flush_interval
 
     def flush_access(self) -> None:
         with self._lock:
@@ -135,36 +142,39 @@ class Store:
 
         Call :meth:`release` once per :class:`Partial` returned.
         """
-        with self._lock:
-            held = self._partials.get(alias)
-            if held is not None and held[0].b3 is None:
-                self._partials[alias] = (held[0], held[1] + 1)
-                return held[0]
-        got = open_partial(
-            self.layout, self.index, alias, size, self.config.chunk_size, expected
-        )
+        shared = self._share(alias)
+        if shared is not None:
+            return shared
+        got = open_partial(self.layout, self.index, alias, size, self.config.chunk_size, expected)
         if isinstance(got, Published):
             return got
+        shared = self._share(alias)
+        if shared is not None:  # another thread opened it meanwhile: keep one instance
+            got.close()
+            return shared
         with self._lock:
-            held = self._partials.get(alias)
-            if held is not None and held[0].b3 is None:
-                # another thread opened it meanwhile: keep one instance
-                got.close()
-                self._partials[alias] = (held[0], held[1] + 1)
-                return held[0]
-            self._partials[alias] = (got, 1)
+            self._current[alias] = got
+            self._held[id(got)] = (got, 1)
         return got
+
+    def _share(self, alias: str) -> Partial | None:
+        with self._lock:
+            cur = self._current.get(alias)
+            if cur is None or cur.b3 is not None or cur.discarded:
+                return None  # published or dead: the next opener gets the blob or a new one
+            _, count = self._held[id(cur)]
+            self._held[id(cur)] = (cur, count + 1)
+            return cur
 
     def release(self, partial: Partial) -> None:
         with self._lock:
-            held = self._partials.get(partial.alias)
-            if held is None or held[0] is not partial:
-                partial.close()
+            held = self._held.get(id(partial))
+            if held is not None and held[1] > 1:
+                self._held[id(partial)] = (partial, held[1] - 1)
                 return
-            if held[1] > 1:
-                self._partials[partial.alias] = (partial, held[1] - 1)
-                return
-            del self._partials[partial.alias]
+            self._held.pop(id(partial), None)
+            if self._current.get(partial.alias) is partial:
+                del self._current[partial.alias]
         partial.close()
 
     def partial_status(self, alias: str) -> tuple[int, int] | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -42,6 +43,7 @@ from .store import Store
 __all__ = ["export", "import_path", "ImportReport", "BUNDLE_MANIFEST"]
 
 BUNDLE_MANIFEST = "hoard-export.json"
+_B3 = re.compile(r"[0-9a-f]{64}")
 BUNDLE_FORMAT = 1
 _HF_KIND_DIR = {"": "models", "datasets": "datasets", "spaces": "spaces"}
 
@@ -211,12 +213,19 @@ def _import_bundle(store: Store, root: Path, progress: Progress | None) -> Impor
         check_path(path)
         entry = TreeEntry(int(f["size"]), f["identity"], f.get("meta") or {})
         files[path] = entry
+        named = str(f.get("blake3", ""))
+        if not _B3.fullmatch(named):
+            raise UsageError(f"{path}: bad blake3 {named!r} in the manifest")
+        expected = _expected(entry.identity)
+        if expected is None:
+            raise UsageError(f"{path}: identity {entry.identity!r} is of a kind hoard cannot verify")
         if store.resolve(entry.identity) is not None:
             continue
-        blob = root / "blobs" / f["blake3"]
-        b3, size = store.add_file(blob, expected=_expected(entry.identity), aliases=[entry.identity], progress=progress)
-        if b3 != f["blake3"]:
-            raise IntegrityError(f"{path}: bundle blob hashes to {b3}, manifest says {f['blake3']}")
+        # the content must match the upstream hash *and* the BLAKE3 the manifest names
+        b3, size = store.add_file(root / "blobs" / named, expected=expected, aliases=[entry.identity],
+                                  progress=progress)
+        if b3 != named:
+            raise IntegrityError(f"{path}: bundle blob hashes to {b3}, manifest says {named}")
         report.blobs += 1
         report.bytes += size
     repo, rev = doc["repo"], doc["revision"]

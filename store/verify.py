@@ -124,6 +124,7 @@ def verify(
 ) -> VerifyReport:
     report = VerifyReport()
     bad_blobs: list[str] = []
+    seen: dict[str, tuple[int, int]] = {}  # the file each finding is about (inode, mtime)
     for b3, size in blobs:
         path = str(store.blob_path(b3))
         aliases: list[str] = []
@@ -132,6 +133,7 @@ def verify(
                 aliases = store.index.aliases_of(b3, txn)
         kinds = {a.split(":", 1)[0] for a in aliases}
         try:
+            st = os.stat(path)
             got, ups, n = _hash_file(path, kinds if deep else set())
         except FileNotFoundError:
             report.findings.append(Finding("missing", b3, f"indexed blob has no file at {path}"))
@@ -144,15 +146,18 @@ def verify(
         if n != size:
             report.findings.append(Finding("size", b3, f"file has {n} bytes, index says {size}"))
             bad_blobs.append(b3)
+            seen[b3] = (st.st_ino, st.st_mtime_ns)
         elif got != b3:
             report.findings.append(Finding("damaged", b3, f"content hashes to {got}"))
             bad_blobs.append(b3)
+            seen[b3] = (st.st_ino, st.st_mtime_ns)
         else:
             for alias in aliases:
                 kind, _, want = alias.partition(":")
                 if kind in ups and ups[kind] != want:
                     report.findings.append(Finding("damaged", b3, f"{kind} is {ups[kind]}, alias says {want}"))
                     bad_blobs.append(b3)
+                    seen[b3] = (st.st_ino, st.st_mtime_ns)
                     break
     orphans: list[str] = []
     dangling: list[str] = []
@@ -160,7 +165,7 @@ def verify(
     if check_index:
         orphans, dangling, lost_partials = _check_index(store, report)
     if not dry_run and report.findings:
-        _repair(store, bad_blobs, orphans, dangling, lost_partials)
+        _repair(store, bad_blobs, orphans, dangling, lost_partials, seen)
         report.repaired = True
     return report
 
@@ -212,8 +217,26 @@ def _is_hex(name: str) -> bool:
     return True
 
 
-def _repair(store: Store, bad_blobs: list[str], orphans: list[str], dangling: list[str], lost: list[str]) -> None:
+def _unchanged(path: str, seen: tuple[int, int] | None) -> bool:
+    """True if the file at ``path`` is still the one that was checked (or is still missing)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return seen is None
+    return seen is not None and (st.st_ino, st.st_mtime_ns) == seen
+
+
+def _repair(
+    store: Store,
+    bad_blobs: list[str],
+    orphans: list[str],
+    dangling: list[str],
+    lost: list[str],
+    seen: dict[str, tuple[int, int]],
+) -> None:
     with gc_lock(store.layout.gc_lock, exclusive=True):
+        # a blob refetched and published since it was checked is a new, good file: keep it
+        bad_blobs = [b3 for b3 in bad_blobs if _unchanged(str(store.blob_path(b3)), seen.get(b3))]
         with store.index.write() as txn:
             for b3 in bad_blobs:
                 store.index.delete_blob_in(txn, b3)
