@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import logging
 
 import click
 
@@ -15,8 +17,10 @@ from .runtime import proxy_config, setup_logging
 
 @click.command("serve")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--admin-token", envvar="HOARD_ADMIN_TOKEN", show_envvar=True, default=None, metavar="TOKEN",
+              help="Require this in X-Hoard-Admin-Token for admin endpoints that change the store.")
 @common_options("listen", "upstream", "hf_endpoint", "arweave_gateway", "github_url", "torch_url", "chunk_size")
-def serve(app: App, log_level: str) -> None:
+def serve(app: App, log_level: str, admin_token: str | None) -> None:
     """Run the pull-through proxy until SIGINT/SIGTERM.
 
     \b
@@ -28,7 +32,12 @@ def serve(app: App, log_level: str) -> None:
     """
     setup_logging(log_level)
     settings = app.settings
-    config = proxy_config(settings, local_user=False)
+    config = dataclasses.replace(proxy_config(settings, local_user=False), admin_token=admin_token or None)
+    if config.host not in ("127.0.0.1", "::1", "localhost") and not config.admin_token:
+        logging.getLogger("hoard").warning(
+            "listening on %s without --admin-token: anyone who can reach it can prefetch, delete and gc",
+            config.host,
+        )
     store = app.store
 
     def ready(url: str) -> None:

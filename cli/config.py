@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "listen": "127.0.0.1:8090",
     "chunk_size": DEFAULT_CHUNK_SIZE,
     "max_size": None,
-    "refs_ttl": 300.0,
+    "refs_ttl": 60.0,
 }
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:

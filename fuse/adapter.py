@@ -118,7 +118,6 @@ class HoardOperations(mfusepy.Operations):
             config.entry_timeout = ENTRY_TIMEOUT
             config.attr_timeout = ATTR_TIMEOUT
             config.negative_timeout = NEGATIVE_TIMEOUT
-            config.kernel_cache = 1  # file bytes never change: keep the page cache across opens
         if conn is not None and hasattr(conn, "max_readahead"):
             conn.max_readahead = max(conn.max_readahead, 8 << 20)
             # more requests in flight before the kernel throttles read-ahead (defaults 12/9):
@@ -143,7 +142,7 @@ class HoardOperations(mfusepy.Operations):
     @_op
     def open(self, path: str, fi: Any) -> int:
         fi.fh = self.fs.open(path, fi.flags)
-        fi.keep_cache = 1
+        fi.keep_cache = 1 if self.fs.keep_cache(fi.fh) else 0
         return 0
 
     @_op

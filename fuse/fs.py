@@ -115,6 +115,9 @@ class _Handle:
         self.fd = fd
         self.of = of
         self.next_offset = -1
+        self.served = 0  # bytes handed out through this handle (to spot a whole-file read)
+        self.blob_checked = of is None  # opened on the blob itself
+        self.keep_cache = False
         self.lock = threading.Lock()
 
 
@@ -129,6 +132,7 @@ class HoardFS:
         self._children: OrderedDict[tuple[str, str], dict[str, dict[str, bool]]] = OrderedDict()
         self._handles: dict[int, _Handle] = {}
         self._next_fh = 1
+        self._unverified_pages: set[str] = set()
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -277,7 +281,19 @@ class HoardFS:
             fh = self._next_fh
             self._next_fh += 1
             self._handles[fh] = handle
+            # The kernel may keep a file's cached pages across opens only while they are
+            # certainly right: the file was complete when opened, and no open since this mount
+            # started saw it incomplete (those pages could predate a failed verification).
+            if handle.of is not None:
+                self._unverified_pages.add(rf.identity)
+            elif rf.identity in self._unverified_pages:
+                self._unverified_pages.discard(rf.identity)  # this open drops them
+            else:
+                handle.keep_cache = True
         return fh
+
+    def keep_cache(self, fh: int) -> bool:
+        return self._handle(fh).keep_cache
 
     def _open_handle(self, rf: RemoteFile) -> _Handle:
         b3 = self.store.resolve(rf.identity)
@@ -324,12 +340,37 @@ class HoardFS:
             return b""
         sequential = offset == h.next_offset
         h.next_offset = end
+        h.served += end - offset
         of = h.of
+        if of is not None and end == h.rf.size and of.b3 is None and h.served * 2 >= h.rf.size:
+            # the read that completes a whole-file read: no reader gets all of a file before
+            # it is verified (EIO if it does not match its upstream hash)
+            self._call(self.bridge.fill, of)
+        if of is not None and of.b3 is not None and not h.blob_checked:
+            self._settle_blob(h, of.b3)
         if of is None or of.b3 is not None or self._present(of, offset, end):
             return h.fd, offset, end - offset
         readahead = self.options.readahead if sequential or offset == 0 else 0
         data: bytes = self._call(self.bridge.read, of, offset, end, readahead)
         return data
+
+    def _settle_blob(self, h: _Handle, b3: str) -> None:
+        """Once published, make sure the handle's descriptor is on the blob: if this partial
+        was discarded and the content published from another one, switch files."""
+        with h.lock:
+            if h.blob_checked:
+                return
+            try:
+                blob = os.open(self.store.blob_path(b3), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return  # removed again meanwhile: keep what we have, look again next read
+            try:
+                a, b = os.fstat(h.fd), os.fstat(blob)
+                if (a.st_ino, a.st_dev) != (b.st_ino, b.st_dev):
+                    os.dup2(blob, h.fd)  # atomic: concurrent reads never see a closed number
+            finally:
+                os.close(blob)
+            h.blob_checked = True
 
     @staticmethod
     def _present(of: OpenFile, start: int, end: int) -> bool:

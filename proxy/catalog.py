@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from hoard.store.catalog import default_ref
 from hoard.store.errors import (
     AccessDenied,
     EntryNotFound,
+    HoardError,
     InvalidAddress,
     NotFound,
     OriginUnavailable,
@@ -126,7 +128,7 @@ class Catalog:
             resolved = Resolved(addr.with_revision(ref), snap)
         else:
             resolved = await self._resolve_ref(src, addr, ref, creds)
-        if access != "none" and src.restricted(resolved.snapshot, files=access == "files"):
+        if access != "none" and await self._restricted(src, addr, resolved, creds, files=access == "files"):
             try:
                 await self._check_access(src, resolved, creds)
             except OriginUnavailable:
@@ -156,10 +158,17 @@ class Catalog:
         resolved = await src.resolve(addr, ref, creds)
         key = addr.repo_key
         snap = self.store.get_snapshot(key, resolved.revision)
+        loop = asyncio.get_running_loop()
         if snap is None:
             snap = await self._fetch_snapshot(src, addr, resolved, creds, refs=[ref])
+            return Resolved(addr.with_revision(resolved.revision), snap)
+        updated = src.with_visibility(snap, resolved.info)
+        if updated is not None:
+            # the repo turned private, gated or public since this revision was cached
+            snap = updated
+            await loop.run_in_executor(None, lambda: self.store.put_snapshot(key, resolved.revision, snap, refs=[ref]))
         else:
-            self.store.set_ref(key, ref, resolved.revision)
+            await loop.run_in_executor(None, self.store.set_ref, key, ref, resolved.revision)
         return Resolved(addr.with_revision(resolved.revision), snap)
 
     async def _fetch_snapshot(
@@ -171,20 +180,47 @@ class Catalog:
         )
         return snap
 
+    async def _restricted(
+        self, src: Source, addr: Address, resolved: Resolved, creds: Credentials, *, files: bool
+    ) -> bool:
+        """Whether the repo is private/gated *now*: as the revision was cached, or as its
+        default branch last said (a commit-pinned revision is never re-fetched, but a repo can
+        turn private later; the branch is re-resolved after the refs TTL)."""
+        if src.restricted(resolved.snapshot, files=files):
+            return True
+        if not src.refs_expire or not src.is_revision_id(addr.revision or ""):
+            return False
+        try:
+            latest = await self._resolve_ref(src, addr.with_revision(None), default_ref(addr.source), creds)
+        except (NotFound, AccessDenied):
+            return True  # the origin hides the repo from these credentials now: ask it
+        except HoardError:
+            return False  # unreachable: the cached flags stand
+        return src.restricted(latest.snapshot, files=files)
+
     async def _check_access(self, src: Source, resolved: Resolved, creds: Credentials) -> None:
         key = (resolved.addr.repo_key, resolved.revision, creds.fingerprint)
         now = self.clock()
         hit = self._access.get(key)
         if hit is not None and now - hit[0] < self.access_ttl:
             if hit[1] is not None:
-                raise hit[1]
+                raise copy.copy(hit[1]).with_traceback(None)  # a fresh raise, not a growing one
             return
+        if len(self._access) > 4096:
+            self._access = {k: v for k, v in self._access.items() if now - v[0] < self.access_ttl}
         try:
             await self._once(("access", *key), lambda: src.check_access(resolved.addr, resolved.snapshot, creds))
         except (AccessDenied, NotFound) as exc:
             self._access[key] = (now, exc)
             raise
         self._access[key] = (now, None)
+
+    async def authorize(self, addr: Address, revision: str, snap: Snapshot, creds: Credentials) -> None:
+        """Raise unless these credentials may read the files of a cached revision."""
+        src = self.source(addr)
+        resolved = Resolved(addr.with_revision(revision).with_path(""), snap)
+        if await self._restricted(src, resolved.addr, resolved, creds, files=True):
+            await self._check_access(src, resolved, creds)
 
     async def entry(self, addr: Address, creds: Credentials) -> tuple[Resolved, TreeEntry]:
         resolved = await self.resolve(addr, creds)

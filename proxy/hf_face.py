@@ -334,7 +334,10 @@ def _tree_handler():  # type: ignore[no-untyped-def]
         except EntryNotFound as exc:
             raise EntryNotFound(f"{addr.repo_key}@{resolved.revision}: {exc}", resolved.revision) from None
         offset = _cursor(request.query.get("cursor"))
-        limit = min(int(request.query.get("limit", _PAGE) or _PAGE), _PAGE)
+        try:
+            limit = max(1, min(int(request.query.get("limit", _PAGE) or _PAGE), _PAGE))
+        except ValueError:
+            raise InvalidAddress("limit must be a number") from None
         page = entries[offset : offset + limit]
         headers = {}
         if offset + limit < len(entries):
@@ -365,13 +368,17 @@ async def _paths_info(request: web.Request) -> web.StreamResponse:
     rev, _ = _split_rev_path(mi["rev"], "")
     addr = _repo_addr(_KINDS[mi["type"]], mi["ns"], mi["name"]).with_revision(rev)
     body = await request.read()
-    paths: list[str] = []
-    if request.content_type == "application/json":
-        doc = json.loads(body or b"{}")
-        raw = doc.get("paths", [])
-        paths = [raw] if isinstance(raw, str) else list(raw)
-    else:
-        paths = parse_qs(body.decode()).get("paths", [])
+    try:
+        if request.content_type == "application/json":
+            doc = json.loads(body or b"{}")
+            raw = doc.get("paths", []) if isinstance(doc, dict) else None
+            paths = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list) else None
+        else:
+            paths = parse_qs(body.decode()).get("paths", [])
+    except (ValueError, UnicodeDecodeError):
+        paths = None
+    if paths is None or not all(isinstance(p, str) for p in paths):
+        raise InvalidAddress("paths-info wants paths=... form fields or {\"paths\": [...]}")
     resolved = await svc.catalog.resolve(addr, credentials(request), access="metadata")
     snap = resolved.snapshot
     dirs = _dirs(snap)

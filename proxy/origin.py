@@ -116,5 +116,9 @@ class Source(abc.ABC):
         """
         return bool(snap.info.get("private") or (files and snap.info.get("gated")))
 
+    def with_visibility(self, snap: Snapshot, info: dict[str, Any]) -> Snapshot | None:
+        """``snap`` with the access flags of a fresh origin answer, or None if unchanged."""
+        return None
+
     async def close(self) -> None:
         """Release resources (the shared HTTP client is closed by its owner)."""

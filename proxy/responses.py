@@ -169,8 +169,10 @@ async def serve_bytes(
                 await resp.write(block)
                 metrics.inc(m.CLIENT_BYTES, len(block))
             await resp.write_eof()
-        except (ConnectionError, asyncio.CancelledError):
-            raise  # the client went away
+        except ConnectionError:
+            return resp  # the client went away; the response was started, so no error page
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             # Headers are out: the only honest signal left is a cut connection, so the client
             # sees a short body (never a complete wrong file, never an error page as data).

@@ -8,6 +8,8 @@ catalog, and the fetch core over the store. The HTTP server, the in-process moun
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 
 from hoard.store.store import Store
@@ -37,6 +39,8 @@ class ProxyConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     #: credentials of the local user, for the mount and prefetch (never used to serve HTTP clients)
     local_creds: Credentials = field(default_factory=Credentials)
+    #: when set, admin endpoints that change the store require it (X-Hoard-Admin-Token)
+    admin_token: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -49,7 +53,25 @@ class Services:
     core: FetchCore
     metrics: Metrics
 
+    _maintenance: asyncio.Task[None] | None = None
+
+    def start_maintenance(self, interval: float = 30.0) -> None:
+        """Write batched last-access times to the index every ``interval`` seconds, in a
+        thread (an index write can wait on another process's writer)."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, self.store.flush_access)
+                except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
+                    logging.getLogger("hoard").warning("flushing access times: %s", exc)
+
+        self._maintenance = asyncio.get_running_loop().create_task(loop())
+
     async def aclose(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
         await self.core.aclose()
         for src in self.sources.values():
             await src.close()
@@ -77,4 +99,6 @@ async def open_services(config: ProxyConfig, store: Store) -> Services:
     sources = _sources(config, http, store)
     catalog = Catalog(store, sources, refs_ttl=config.refs_ttl, access_ttl=config.access_ttl)
     core = FetchCore(store, sources, config.fetch, metrics)
-    return Services(config, store, http, sources, catalog, core, metrics)
+    svc = Services(config, store, http, sources, catalog, core, metrics)
+    svc.start_maintenance(store.config.access_flush_interval)
+    return svc

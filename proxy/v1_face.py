@@ -11,7 +11,8 @@ Data:
   files (size, identity, BLAKE3 when complete, source metadata). A child hoard uses this and
   ``/v1/files`` to fill its own store from this one.
 
-Admin (bind to loopback, or put it behind your own auth):
+Admin (these change the store: with ``--admin-token`` / ``HOARD_ADMIN_TOKEN`` set, the ones
+that change something need the header ``X-Hoard-Admin-Token``):
 
 * ``POST /v1/prefetch`` ``{"address": ...}`` → 202 and a job; ``GET /v1/prefetch/<id>``.
 * ``GET /v1/models``; ``GET|DELETE /v1/models/<address>``.
@@ -24,6 +25,7 @@ Errors are JSON ``{"error": message, "kind": kind}`` with the status of the erro
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import re
@@ -35,7 +37,7 @@ from aiohttp import web
 
 from hoard.store import catalog as store_catalog
 from hoard.store.address import parse_address
-from hoard.store.errors import HoardError, InvalidAddress, NotFound, UsageError, codes_for
+from hoard.store.errors import AccessDenied, HoardError, InvalidAddress, NotFound, UsageError, codes_for
 from hoard.store.gc import execute_gc, plan_gc
 from hoard.store.units import parse_size
 
@@ -75,6 +77,19 @@ def _v1_errors(handler):  # type: ignore[no-untyped-def]
             return await handler(request)
         except (HoardError, OSError) as exc:
             return error_json(exc)
+
+    return wrapped
+
+
+def _admin(handler):  # type: ignore[no-untyped-def]
+    """Endpoints that change the store need the admin token, when one is configured."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        token = _services(request).config.admin_token
+        given = request.headers.get("X-Hoard-Admin-Token", "")
+        if token and not hmac.compare_digest(given.encode(), token.encode()):
+            return error_json(AccessDenied("this endpoint needs the X-Hoard-Admin-Token header"))
+        return await handler(request)
 
     return wrapped
 
@@ -230,6 +245,7 @@ class PrefetchJobs:
 PREFETCH = web.AppKey("prefetch", PrefetchJobs)
 
 
+@_admin
 @_v1_errors
 async def post_prefetch(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
@@ -264,6 +280,9 @@ async def model_info(request: web.Request) -> web.StreamResponse:
     svc = _services(request)
     addr = parse_address(request.match_info["address"])
     rev, snap = store_catalog.resolve_cached(svc.store, addr)
+    if addr.source in svc.sources:
+        # BLAKE3s name blobs /v1/blobs serves to anyone: only for clients allowed the files
+        await svc.catalog.authorize(addr, rev, snap, credentials(request))
     if addr.path:
         entry = snap.files.get(addr.path)
         if entry is None:
@@ -283,6 +302,7 @@ async def model_info(request: web.Request) -> web.StreamResponse:
     )
 
 
+@_admin
 @_v1_errors
 async def delete_model(request: web.Request) -> web.StreamResponse:
     svc = _services(request)
@@ -304,6 +324,7 @@ async def cache_summary(request: web.Request) -> web.StreamResponse:
     )
 
 
+@_admin
 @_v1_errors
 async def post_gc(request: web.Request) -> web.StreamResponse:
     svc = _services(request)
@@ -326,6 +347,7 @@ async def list_pins(request: web.Request) -> web.StreamResponse:
     return web.json_response({t: {"created": r.created, "note": r.note} for t, r in svc.store.pins().items()})
 
 
+@_admin
 @_v1_errors
 async def add_pin(request: web.Request) -> web.StreamResponse:
     svc = _services(request)
@@ -338,6 +360,7 @@ async def add_pin(request: web.Request) -> web.StreamResponse:
     return web.json_response({"pinned": target, "new": new}, status=201 if new else 200)
 
 
+@_admin
 @_v1_errors
 async def delete_pin(request: web.Request) -> web.StreamResponse:
     svc = _services(request)

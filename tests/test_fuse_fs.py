@@ -192,3 +192,38 @@ def test_child_fills_from_a_parent_hoard(hub: FakeHub, tmp_path: Path) -> None:
         finally:
             fs2.bridge.close_all()
             store2.close()
+
+
+def test_whole_file_read_of_corrupt_content_ends_in_eio(fs: HoardFS, hub: FakeHub) -> None:
+    data = Content("corrupt-me", 3 * MiB)
+    hub.add_repo("org/bad", {"model.safetensors": data})
+    hub.fault(origin="cdn", corrupt=True)
+    path = "/huggingface/org/bad/model.safetensors"
+    fh = fs.open(path, os.O_RDONLY)
+    try:
+        got = b""
+        with pytest.raises(FsError) as exc:
+            for off in range(0, data.size, 128 << 10):
+                got += fs.read(fh, 128 << 10, off)
+        assert exc.value.errno == errno.EIO
+        assert len(got) < data.size  # never the whole (wrong) file
+    finally:
+        fs.release(fh)
+    assert fs.store.resolve("sha256:" + data.sha256) is None  # nothing published
+
+
+def test_handle_follows_content_published_from_another_partial(fs: HoardFS, hub: FakeHub) -> None:
+    data = Content("republished", 2 * MiB)
+    hub.add_repo("org/r", {"model.safetensors": data})
+    path = "/huggingface/org/r/model.safetensors"
+    fh = fs.open(path, os.O_RDONLY)
+    try:
+        h = fs._handles[fh]
+        assert h.of is not None and h.of.partial is not None
+        # another process discards this partial and publishes the content from its own
+        h.of.partial.discard()
+        fs.store.add_bytes(data.read(), aliases=["sha256:" + data.sha256])
+        h.of.b3 = data.blake3  # what the fetch core learns when it looks again
+        assert b"".join(fs.read(fh, 1 << 20, off) for off in range(0, data.size, 1 << 20)) == data.read()
+    finally:
+        fs.release(fh)

@@ -42,6 +42,7 @@ from .common import body_range
 __all__ = ["HuggingFace", "hf_error", "KIND_API", "KIND_PREFIX"]
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
+_HF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 KIND_API = {"": "models", "datasets": "datasets", "spaces": "spaces"}
 KIND_PREFIX = {"": "", "datasets": "datasets/", "spaces": "spaces/"}
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
@@ -114,15 +115,32 @@ class HuggingFace(Source):
     def is_revision_id(self, revision: str) -> bool:
         return bool(_COMMIT.fullmatch(revision))
 
+    @staticmethod
+    def _repo_path(addr: Address) -> str:
+        # the Hub's names are letters, digits, '-', '_' and '.'; anything else is no repo
+        # there (and must never reach a URL unquoted: '?', '#', '%2e%2e' would change it)
+        for seg in (addr.owner, addr.repo):
+            if not _HF_NAME.fullmatch(seg):
+                raise RepoNotFound(f"{addr.repo_key}: not a Hugging Face repo name")
+        return f"{quote(addr.owner, safe='')}/{quote(addr.repo, safe='')}"
+
     def api_url(self, addr: Address, *tail: str) -> str:
-        url = f"{self.endpoint}/api/{KIND_API[addr.kind]}/{addr.owner}/{addr.repo}"
+        url = f"{self.endpoint}/api/{KIND_API[addr.kind]}/{self._repo_path(addr)}"
         return url + "".join("/" + t for t in tail)
 
     def resolve_url(self, addr: Address, revision: str, path: str) -> str:
         return (
-            f"{self.endpoint}/{KIND_PREFIX[addr.kind]}{addr.owner}/{addr.repo}"
+            f"{self.endpoint}/{KIND_PREFIX[addr.kind]}{self._repo_path(addr)}"
             f"/resolve/{quote(revision, safe='')}/{quote(path)}"
         )
+
+    def with_visibility(self, snap: Snapshot, info: dict[str, Any]) -> Snapshot | None:
+        private = bool(info.get("private"))
+        gated = info.get("gated") or False
+        if not info or (private, gated) == (bool(snap.info.get("private")), snap.info.get("gated") or False):
+            return None
+        repo_info = dict(snap.info.get("repo_info") or {}) | {"private": private, "gated": gated}
+        return Snapshot(snap.files, snap.created, snap.info | {"private": private, "gated": gated, "repo_info": repo_info})
 
     async def api(self, addr: Address, creds: Credentials, *tail: str, params: Any = None) -> Reply:
         """GET an API path of the repo, following same-origin redirects (renamed repos)."""
@@ -209,8 +227,11 @@ class HuggingFace(Source):
         hub_url = self.resolve_url(addr, addr.revision or "", addr.path)
         key = (rf.identity, rf.creds.fingerprint)
         headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
+        now = time.monotonic()
         cached = self._locations.get(key)
-        url = cached[0] if cached and cached[1] > time.monotonic() else hub_url
+        url = cached[0] if cached and cached[1] > now else hub_url
+        if len(self._locations) > 1024:
+            self._locations = {k: v for k, v in self._locations.items() if v[1] > now}
         for hop in range(12):
             send = dict(headers)
             if same_origin(url, self.endpoint):

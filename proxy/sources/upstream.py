@@ -40,7 +40,7 @@ from .common import body_range
 
 __all__ = ["ParentHoard"]
 
-_ID = re.compile(r"[0-9a-f]{40}|[A-Za-z0-9_-]{43}")
+_ID = re.compile(r"[0-9a-f]{40}")  # commits; a name like a 43-char branch is not immutable
 _KINDS: dict[str, type[HoardError]] = {
     "repo_not_found": RepoNotFound,
     "revision_not_found": RevisionNotFound,
