@@ -179,6 +179,9 @@ class HoardFS:
         expiry = float("inf") if pinned else now + self.options.ref_cache_seconds
         with self._lock:
             self._resolved[key] = (resolved, expiry)
+            if len(self._resolved) > 4096:  # forget expired answers, then the oldest
+                live = {k: v for k, v in self._resolved.items() if v[1] > now}
+                self._resolved = dict(list(live.items())[-2048:])
         return resolved
 
     def _call(self, fn: Any, *args: Any) -> Any:

@@ -50,6 +50,7 @@ __all__ = ["add_v1_routes", "PrefetchJobs"]
 log = logging.getLogger("hoard.v1")
 _B3 = re.compile(r"[0-9a-f]{64}")
 IMMUTABLE = "public, max-age=31536000, immutable"
+_MAX_JOBS = 1000
 
 
 def _services(request: web.Request) -> Services:
@@ -203,6 +204,10 @@ class PrefetchJobs:
         job = {"id": uuid.uuid4().hex[:12], "address": address, "state": "running", "files": 0,
                "done": 0, "bytes": 0, "error": None, "started": time.time()}
         self.jobs[job["id"]] = job
+        if len(self.jobs) > _MAX_JOBS:  # forget the oldest finished jobs
+            finished = [k for k, j in self.jobs.items() if j["state"] != "running"]
+            for k in finished[: len(self.jobs) - _MAX_JOBS]:
+                del self.jobs[k]
         task = asyncio.get_running_loop().create_task(self._run(job, addr, creds))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

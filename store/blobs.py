@@ -212,11 +212,12 @@ def ingest_bytes(
     aliases = list(aliases)
     if expected is not None and expected.alias:
         aliases.append(expected.alias)
-    if index.get_blob(b3) is not None and layout.blob_path(b3).exists():
-        with index.write() as txn:
-            for alias in aliases:
-                index.put_alias_in(txn, alias, b3)
-        return b3, len(data)
+    with gc_lock(layout.gc_lock, exclusive=False):  # gc cannot delete it between look and alias
+        if index.get_blob(b3) is not None and layout.blob_path(b3).exists():
+            with index.write() as txn:
+                for alias in aliases:
+                    index.put_alias_in(txn, alias, b3)
+            return b3, len(data)
     tmp = layout.tmp_file("bytes")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
