@@ -77,7 +77,7 @@ class Catalog:
         self.refs_ttl = refs_ttl
         self.access_ttl = access_ttl
         self.clock = clock
-        self._pending: dict[tuple[str, ...], asyncio.Future[object]] = {}
+        self._pending: dict[tuple[str, ...], asyncio.Task[object]] = {}
         self._access: dict[tuple[str, str, str], tuple[float, BaseException | None]] = {}
 
     def source(self, addr: Address) -> Source:
@@ -87,23 +87,24 @@ class Catalog:
         return src
 
     async def _once(self, key: tuple[str, ...], make: Callable[[], Awaitable[T]]) -> T:
-        """Run ``make`` once for concurrent callers with the same key."""
-        fut = self._pending.get(key)
-        if fut is not None:
-            return await asyncio.shield(fut)  # type: ignore[return-value]
-        fut = asyncio.get_running_loop().create_future()
-        self._pending[key] = fut
-        try:
-            result = await make()
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        else:
-            fut.set_result(result)
-            return result
-        finally:
-            del self._pending[key]
+        """Run ``make`` once for concurrent callers with the same key.
+
+        It runs in its own task: a caller that is cancelled (a client gone, a mount request
+        timed out) neither cancels it for the others nor hands them its cancellation.
+        """
+        task = self._pending.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(make())  # type: ignore[arg-type]
+            self._pending[key] = task
+
+            def done(t: asyncio.Task[object]) -> None:
+                if self._pending.get(key) is t:
+                    del self._pending[key]
+                if not t.cancelled():
+                    t.exception()  # retrieved here too, in case every caller went away
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)  # type: ignore[return-value]
 
     async def resolve(
         self, addr: Address, creds: Credentials, *, access: str = "files", trust_offline: bool = False
