@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from hoard.fuse.mount import mount_device
+
 from .common import ROOT, BenchError
 
 __all__ = ["free_port", "wait_port", "Nginx", "HoardServe", "HoardMount", "FakeHubProcess", "clean_env", "summarize_errors",
@@ -215,18 +217,7 @@ def have_fuse() -> bool:
 
 def fuse_device(mountpoint: Path) -> str | None:
     """major:minor of the FUSE filesystem mounted at ``mountpoint`` (/proc/self/mountinfo)."""
-    target = os.path.realpath(mountpoint)
-    dev = None
-    try:
-        with open("/proc/self/mountinfo") as fh:
-            for line in fh:
-                fields = line.split()
-                fstype = line.split(" - ", 1)[-1].split(" ", 1)[0]
-                if len(fields) > 4 and fields[4] == target and fstype.startswith("fuse"):
-                    dev = fields[2]
-    except OSError:
-        return None
-    return dev
+    return mount_device(str(mountpoint))
 
 
 def _fusermount(mountpoint: Path, lazy: bool) -> bool:

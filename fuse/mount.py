@@ -31,14 +31,14 @@ from .adapter import HoardOperations
 from .bridge import CoreBridge
 from .fs import HoardFS, MountOptions
 
-__all__ = ["run_mount", "unmount", "is_mounted", "READ_AHEAD_KB"]
+__all__ = ["run_mount", "unmount", "is_mounted", "mount_device", "READ_AHEAD_KB"]
 
 log = logging.getLogger("hoard.fuse")
 
 READ_AHEAD_KB = 16 * 1024
 
 
-def _mount_device(mountpoint: str) -> str | None:
+def mount_device(mountpoint: str) -> str | None:
     """major:minor of the FUSE filesystem mounted at ``mountpoint`` (from /proc/self/mountinfo)."""
     target = os.path.realpath(mountpoint)
     dev = None
@@ -56,7 +56,7 @@ def _mount_device(mountpoint: str) -> str | None:
 
 def _raise_readahead(mountpoint: str) -> None:
     for _ in range(50):
-        dev = _mount_device(mountpoint)
+        dev = mount_device(mountpoint)
         if dev:
             try:
                 Path(f"/sys/class/bdi/{dev}/read_ahead_kb").write_text(str(READ_AHEAD_KB))
@@ -80,7 +80,7 @@ def _tune_malloc() -> None:
 
 
 def is_mounted(mountpoint: str) -> bool:
-    return _mount_device(mountpoint) is not None
+    return mount_device(mountpoint) is not None
 
 
 def run_mount(
