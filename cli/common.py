@@ -170,5 +170,5 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     """Plain aligned columns (no colours: output is often piped)."""
     all_rows = [headers, *rows]
     widths = [max(len(r[i]) for r in all_rows) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in all_rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in all_rows]
     return "\n".join(lines)

@@ -232,7 +232,7 @@ class HuggingFace(Source):
         url = cached[0] if cached and cached[1] > now else hub_url
         if len(self._locations) > 1024:
             self._locations = {k: v for k, v in self._locations.items() if v[1] > now}
-        for hop in range(12):
+        for _ in range(12):
             send = dict(headers)
             if same_origin(url, self.endpoint):
                 send.update(rf.creds.bearer())
