@@ -9,17 +9,20 @@ concurrently on one loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
 from .common import BenchError
 
-__all__ = ["Fetch", "aio_fetch", "aio_fetch_many", "aio_range", "curl_fetch", "have_curl"]
+__all__ = ["Fetch", "aio_fetch", "aio_fetch_many", "aio_range", "curl_fetch", "have_curl", "hf_download"]
 
 _READ_BUF = 4 << 20
 
@@ -147,3 +150,37 @@ def curl_fetch(url: str, expect: int | None = None, timeout: float = 300) -> Fet
     if code not in ("200", "206") or (expect is not None and n != expect):
         raise BenchError(f"curl {url}: HTTP {code}, {n} bytes")
     return Fetch(n, float(total), float(ttfb), int(code))
+
+
+_HF_DOWNLOAD = """\
+import json, os, sys, time
+from huggingface_hub import hf_hub_download
+repo, name, rev = sys.argv[1:4]
+t0 = time.perf_counter()
+path = hf_hub_download(repo, name, revision=rev)
+print(json.dumps({"seconds": time.perf_counter() - t0, "size": os.path.getsize(path)}))
+"""
+
+
+def hf_download(endpoint: str, repo: str, name: str, commit: str, home: Path, size: int,
+                *, disable_xet: bool = False) -> float:
+    """Seconds a stock ``hf_hub_download`` (fresh ``HF_HOME``, in a subprocess) takes for one
+    file; ``disable_xet`` when the endpoint is the fake Hub itself, which advertises Xet."""
+    from .servers import clean_env  # servers imports this module
+
+    env = clean_env() | {"HF_ENDPOINT": endpoint, "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1",
+                         "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    if disable_xet:
+        env["HF_HUB_DISABLE_XET"] = "1"
+    try:
+        out = subprocess.run([sys.executable, "-c", _HF_DOWNLOAD, repo, name, commit],
+                             capture_output=True, text=True, env=env, timeout=600)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    if out.returncode != 0:
+        raise BenchError(f"hf_hub_download via {endpoint} failed: {out.stderr.strip()[-800:]}")
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    if got["size"] != size:
+        raise BenchError(f"hf_hub_download via {endpoint}: {got['size']} bytes, expected {size}")
+    return float(got["seconds"])
+

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -56,7 +55,7 @@ from typing import Any
 
 from hoard.store.config import DEFAULT_CHUNK_SIZE
 
-from .clients import aio_range
+from .clients import aio_range, hf_download
 from .common import (BenchError, MiB, Report, base_parser, drop_caches, fmt_bytes, fmt_rate, fmt_secs, median,
                      run_main, workdir)
 from .profiling import maybe_profile
@@ -72,16 +71,6 @@ CHUNK = DEFAULT_CHUNK_SIZE  # the mount's chunk size (not overridden here)
 COLD_TARGET = 0.6
 WARM_TARGET = 0.8
 READERS = ("python", "dd")
-
-_HF_DOWNLOAD = """\
-import json, os, sys, time
-from huggingface_hub import hf_hub_download
-repo, name, rev = sys.argv[1:4]
-t0 = time.perf_counter()
-path = hf_hub_download(repo, name, revision=rev)
-print(json.dumps({"seconds": time.perf_counter() - t0, "size": os.path.getsize(path)}))
-"""
-
 
 # -- readers ----------------------------------------------------------------------------------
 
@@ -131,22 +120,6 @@ def dd_read(path: Path, expect: int | None = None) -> float:
 
 def read_with(reader: str, path: Path, expect: int) -> float:
     return py_read(path, expect)[0] if reader == "python" else dd_read(path, expect)
-
-
-def hf_download(endpoint: str, commit: str, home: Path, size: int) -> float:
-    env = clean_env() | {"HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(home),
-                         "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    try:
-        out = subprocess.run([sys.executable, "-c", _HF_DOWNLOAD, REPO, FILE, commit],
-                             capture_output=True, text=True, env=env, timeout=600)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    if out.returncode != 0:
-        raise BenchError(f"hf_hub_download from {endpoint} failed: {out.stderr.strip()[-800:]}")
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    if got["size"] != size:
-        raise BenchError(f"hf_hub_download: {got['size']} bytes, expected {size}")
-    return float(got["seconds"])
 
 
 @contextlib.contextmanager
@@ -527,7 +500,7 @@ def cold(args: argparse.Namespace, report: Report, hub: FakeHubProcess, wd: Path
         for v in order:
             if v == "hf":
                 hub.clear()
-                seconds = hf_download(hub.url, hub.commit, wd / f"hf-home-{i}", size)
+                seconds = hf_download(hub.url, REPO, FILE, hub.commit, wd / f"hf-home-{i}", size, disable_xet=True)
                 row: dict[str, Any] = {"seconds": seconds, "origin_bytes": sum(hub.bytes_sent().values())}
             else:
                 row = _mount_cold_read(hub, wd, f"cold-{v}-{i}", v, size)

@@ -22,14 +22,12 @@ There is no target in the issues; hoard is expected to be no slower than olah (r
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
-from .clients import aio_fetch
+from .clients import aio_fetch, hf_download
 from .common import BenchError, Report, base_parser, fmt_rate, fmt_secs, median, run_main, workdir
 from .profiling import maybe_profile
 from .servers import FakeHubProcess, HoardServe, _stop, clean_env, free_port, summarize_errors, wait_port
@@ -39,16 +37,6 @@ REPO = "bench/olah"
 FILE = "model.safetensors"
 DEFAULT_VENV = Path("/tmp/hoard-bench-venvs/olah")
 RESUMES = 3  # a cut body is resumed with Range (as huggingface_hub does) and counted
-
-_HF_DOWNLOAD = """\
-import json, os, sys, time
-from huggingface_hub import hf_hub_download
-repo, name, rev, cache = sys.argv[1:5]
-t0 = time.perf_counter()
-path = hf_hub_download(repo, name, revision=rev, cache_dir=cache)
-print(json.dumps({"seconds": time.perf_counter() - t0, "size": os.path.getsize(path)}))
-"""
-
 
 def ensure_olah(path: Path) -> Path:
     """olah-cli from its own venv, installed with pip on first use."""
@@ -102,26 +90,13 @@ class Olah:
         _stop(self.proc)
 
 
-def hf_download(endpoint: str, commit: str, cache: Path, size: int) -> float:
-    env = clean_env() | {"HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    out = subprocess.run([sys.executable, "-c", _HF_DOWNLOAD, REPO, FILE, commit, str(cache)],
-                         capture_output=True, text=True, env=env, timeout=600)
-    shutil.rmtree(cache, ignore_errors=True)
-    if out.returncode != 0:
-        raise BenchError(f"hf_hub_download via {endpoint} failed: {out.stderr.strip()[-800:]}")
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    if got["size"] != size:
-        raise BenchError(f"hf_hub_download via {endpoint}: {got['size']} bytes, expected {size}")
-    return float(got["seconds"])
-
-
 def one_run(which: str, server: HoardServe | Olah, hub: FakeHubProcess, size: int, wd: Path) -> dict[str, float]:
     url = f"{server.url}/{REPO}/resolve/{hub.commit}/{FILE}"
     hub.clear()
     cold = aio_fetch(url, size, resume=RESUMES)
     origin = sum(hub.bytes_sent().values())
     hot = median([aio_fetch(url, size, resume=RESUMES).seconds for _ in range(2)])
-    hf_hot = hf_download(server.url, hub.commit, wd / f"hf-cache-{which}", size)
+    hf_hot = hf_download(server.url, REPO, FILE, hub.commit, wd / f"hf-cache-{which}", size)
     return {"get_cold_s": cold.seconds, "get_cold_ttfb_s": cold.ttfb, "get_hot_s": hot,
             "hf_hot_s": hf_hot, "origin_bytes": origin, "get_cold_cuts": len(cold.resumes)}
 
@@ -129,7 +104,7 @@ def one_run(which: str, server: HoardServe | Olah, hub: FakeHubProcess, size: in
 def hf_cold(which: str, start: object, hub: FakeHubProcess, size: int, wd: Path, errors: list[str]) -> float:
     """hf_hub_download through a proxy with an empty cache (a second, fresh proxy instance)."""
     with start(wd / f"{which}-hfcold") as server:  # type: ignore[operator]
-        dt = hf_download(server.url, hub.commit, wd / f"hf-cache-cold-{which}", size)
+        dt = hf_download(server.url, REPO, FILE, hub.commit, wd / f"hf-cache-cold-{which}", size)
     if isinstance(server, HoardServe):
         errors += server.log_errors()
     return dt

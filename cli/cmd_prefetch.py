@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 from typing import Any
 
 import click
 
+from hoard.proxy.prefetch import plan_prefetch, run_prefetch
 from hoard.proxy.service import open_services
 from hoard.store.address import parse_address
-from hoard.store.errors import NotFound
 
 from .common import App, common_options, emit, progress_bar
 from .config import format_size
@@ -46,44 +45,17 @@ async def _prefetch(app: App, config: Any, store: Any, addr: Any, include: tuple
                     exclude: tuple[str, ...], jobs: int) -> dict[str, Any]:
     svc = await open_services(config, store)
     try:
-        resolved = await svc.catalog.resolve(addr.with_path(""), config.local_creds)
-        files = resolved.snapshot.files
-        paths = sorted(
-            p for p in files
-            if (not addr.path or p == addr.path or p.startswith(addr.path + "/"))
-            and (not include or any(fnmatch.fnmatch(p, g) for g in include))
-            and not any(fnmatch.fnmatch(p, g) for g in exclude)
-        )
-        if addr.path and not paths:
-            raise NotFound(f"{addr}: no such file or folder in {resolved.addr.repo_key}@{resolved.revision}")
-        todo = [p for p in paths if store.resolve(files[p].identity) is None]
-        total = sum(files[p].size for p in todo)
-        src = svc.catalog.source(addr)
-        fetched_bytes = 0
-        with progress_bar(app, f"prefetch {resolved.addr.repo_key}", total) as advance:
-            sem = asyncio.Semaphore(jobs)
-
-            async def one(path: str) -> None:
-                nonlocal fetched_bytes
-                async with sem:
-                    rf = src.remote_file(resolved.addr.with_path(path), files[path], config.local_creds)
-                    of = await svc.core.open(rf)
-                    try:
-                        await svc.core.fill(of)
-                    finally:
-                        await svc.core.close(of)
-                    fetched_bytes += rf.size
-                    advance(rf.size)
-
-            await asyncio.gather(*(one(p) for p in todo))
+        plan = await plan_prefetch(svc, addr, config.local_creds, include, exclude)
+        with progress_bar(app, f"prefetch {plan.repo}", plan.todo_bytes) as advance:
+            await run_prefetch(svc, addr, config.local_creds, plan, jobs=jobs, on_file=lambda _, n: advance(n))
         return {
-            "repo": resolved.addr.repo_key,
-            "revision": resolved.revision,
-            "files": len(paths),
-            "bytes": sum(files[p].size for p in paths),
-            "fetched": len(todo),
-            "fetched_bytes": fetched_bytes,
-            "cached": len(paths) - len(todo),
+            "repo": plan.repo,
+            "revision": plan.revision,
+            "files": len(plan.paths),
+            "bytes": plan.bytes,
+            "fetched": len(plan.todo),
+            "fetched_bytes": plan.todo_bytes,
+            "cached": len(plan.paths) - len(plan.todo),
         }
     finally:
         await svc.aclose()

@@ -55,8 +55,7 @@ class CoreBridge:
         return self.call(self.svc.catalog.resolve(addr, self.creds, trust_offline=True), timeout=120)
 
     def remote_file(self, resolved: Resolved, path: str) -> RemoteFile:
-        src = self.svc.catalog.source(resolved.addr)
-        return src.remote_file(resolved.addr.with_path(path), resolved.entry(path), self.creds)
+        return self.svc.catalog.file(resolved, path, self.creds)
 
     # -- bytes ------------------------------------------------------------------------------
 

@@ -227,10 +227,13 @@ class Catalog:
         resolved = await self.resolve(addr, creds)
         return resolved, resolved.entry(addr.path)
 
+    def file(self, resolved: Resolved, path: str, creds: Credentials) -> RemoteFile:
+        """A file of a resolved revision, ready for the fetch core (EntryNotFound if absent)."""
+        return self.source(resolved.addr).remote_file(resolved.addr.with_path(path), resolved.entry(path), creds)
+
     async def remote_file(self, addr: Address, creds: Credentials) -> tuple[Resolved, RemoteFile]:
-        resolved, entry = await self.entry(addr, creds)
-        src = self.source(addr)
-        return resolved, src.remote_file(resolved.addr.with_path(addr.path), entry, creds)
+        resolved = await self.resolve(addr, creds)
+        return resolved, self.file(resolved, addr.path, creds)
 
     def forget_access(self) -> None:
         self._access.clear()

@@ -166,13 +166,10 @@ async def _resolve_file(request: web.Request, kind: str) -> web.StreamResponse:
     addr = _repo_addr(kind, mi["ns"], mi["name"]).with_revision(rev)
     check_path(path)
     resolved = await svc.catalog.resolve(addr, creds)
-    entry = resolved.snapshot.files.get(path)
-    if entry is None:
-        raise EntryNotFound(f"{addr.repo_key}@{resolved.revision}: no file {path!r}", resolved.revision)
-    src = svc.catalog.source(addr)
-    rf = src.remote_file(resolved.addr.with_path(path), entry, creds)
+    rf = svc.catalog.file(resolved, path, creds)
     return await serve_bytes(
-        request, store=svc.store, core=svc.core, metrics=svc.metrics, rf=rf, headers=_file_headers(resolved, path, entry)
+        request, store=svc.store, core=svc.core, metrics=svc.metrics, rf=rf,
+        headers=_file_headers(resolved, path, resolved.entry(path)),
     )
 
 

@@ -42,6 +42,7 @@ from hoard.store.gc import execute_gc, plan_gc
 from hoard.store.units import parse_size
 
 from .hf_face import credentials
+from .prefetch import plan_prefetch, run_prefetch
 from .responses import _SendfileResponse, parse_range, serve_bytes
 from .service import Services
 
@@ -214,26 +215,18 @@ class PrefetchJobs:
         return job
 
     async def _run(self, job: dict[str, Any], addr: Any, creds: Any) -> None:
-        svc = self.svc
         try:
-            resolved = await svc.catalog.resolve(addr.with_path(""), creds)
-            job["revision"] = resolved.revision
-            paths = [p for p in resolved.snapshot.files if not addr.path or p == addr.path or p.startswith(addr.path + "/")]
-            if addr.path and not paths:
-                raise NotFound(f"{addr}: no such file or folder")
-            job["files"] = len(paths)
-            src = svc.catalog.source(addr)
-            for path in sorted(paths):
-                entry = resolved.snapshot.files[path]
-                rf = src.remote_file(resolved.addr.with_path(path), entry, creds)
-                if svc.store.resolve(rf.identity) is None:
-                    of = await svc.core.open(rf)
-                    try:
-                        await svc.core.fill(of)
-                    finally:
-                        await svc.core.close(of)
+            plan = await plan_prefetch(self.svc, addr, creds)
+            job["revision"] = plan.revision
+            job["files"] = len(plan.paths)
+            job["done"] = len(plan.paths) - len(plan.todo)
+            job["bytes"] = plan.bytes - plan.todo_bytes
+
+            def progress(path: str, size: int) -> None:
                 job["done"] += 1
-                job["bytes"] += entry.size
+                job["bytes"] += size
+
+            await run_prefetch(self.svc, addr, creds, plan, on_file=progress)
             job["state"] = "done"
         except Exception as exc:  # reported through the job
             job["state"] = "failed"

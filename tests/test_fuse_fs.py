@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Iterator
@@ -29,22 +30,26 @@ def hub() -> Iterator[FakeHub]:
         yield h
 
 
+@contextlib.contextmanager
 def make_fs(home: Path, endpoint: str, *, upstream: str | None = None, refs_ttl: float = 60.0,
-            fill: str = "lazy") -> tuple[HoardFS, Store]:
+            fill: str = "lazy") -> Iterator[HoardFS]:
+    """A filesystem over its own store and core; always torn down."""
     store = Store(StoreConfig(home, chunk_size=1 * MiB))
     config = ProxyConfig(hf_endpoint=endpoint, upstream=upstream, refs_ttl=refs_ttl, http=TEST_HTTP,
                          fetch=FetchConfig(chunk_attempts=2, failure_hold=0.5))
-    bridge = CoreBridge(config, store)
-    return HoardFS(bridge, MountOptions(fill=fill, ref_cache_seconds=0.0)), store
+    hoardfs = HoardFS(CoreBridge(config, store), MountOptions(fill=fill, ref_cache_seconds=0.0))
+    try:
+        yield hoardfs
+    finally:
+        hoardfs.close()
+        hoardfs.bridge.close_all()
+        store.close()
 
 
 @pytest.fixture
 def fs(hub: FakeHub, tmp_path: Path) -> Iterator[HoardFS]:
-    hoardfs, store = make_fs(tmp_path / "home", hub.url)
-    yield hoardfs
-    hoardfs.close()
-    hoardfs.bridge.close_all()
-    store.close()
+    with make_fs(tmp_path / "home", hub.url) as hoardfs:
+        yield hoardfs
 
 
 def read_all(fs: HoardFS, path: str, block: int = 128 << 10) -> bytes:
@@ -95,20 +100,15 @@ def test_errnos(fs: HoardFS, hub: FakeHub) -> None:
 
 def test_gated_repo_is_eacces(hub: FakeHub, tmp_path: Path) -> None:
     hub.add_repo("org/gated", {"w.bin": b"secret"}, gated="manual")
-    fs, store = make_fs(tmp_path / "home", hub.url)
-    try:
+    with make_fs(tmp_path / "home", hub.url) as fs:
         with pytest.raises(FsError) as exc:
             fs.getattr("/huggingface/org/gated/w.bin")
         assert exc.value.errno == errno.EACCES
-    finally:
-        fs.bridge.close_all()
-        store.close()
 
 
 def test_branch_moves_after_ttl_commit_never_does(hub: FakeHub, tmp_path: Path) -> None:
     first = hub.add_repo("org/m", {"v.txt": b"one"})
-    fs, store = make_fs(tmp_path / "home", hub.url, refs_ttl=0.0)
-    try:
+    with make_fs(tmp_path / "home", hub.url, refs_ttl=0.0) as fs:
         assert read_all(fs, "/huggingface/org/m/v.txt") == b"one"
         second = hub.commit("org/m", {"v.txt": b"two!"})
         assert read_all(fs, "/huggingface/org/m/v.txt") == b"two!"
@@ -116,9 +116,6 @@ def test_branch_moves_after_ttl_commit_never_does(hub: FakeHub, tmp_path: Path) 
         assert fs.getxattr("/huggingface/org/m/v.txt", "user.hoard.revision").decode() == second
         hub.tag("org/m", "v1", first)
         assert read_all(fs, "/huggingface/org/m@v1/v.txt") == b"one"
-    finally:
-        fs.bridge.close_all()
-        store.close()
 
 
 def test_lazy_read_fetches_only_the_chunks_read(fs: HoardFS, hub: FakeHub) -> None:
@@ -141,18 +138,14 @@ def test_lazy_read_fetches_only_the_chunks_read(fs: HoardFS, hub: FakeHub) -> No
 def test_open_fill_completes_and_publishes(hub: FakeHub, tmp_path: Path) -> None:
     big = Content("fill", 5 * MiB)
     hub.add_repo("org/f", {"model.safetensors": big})
-    fs, store = make_fs(tmp_path / "home", hub.url, fill="open")
-    try:
+    with make_fs(tmp_path / "home", hub.url, fill="open") as fs:
         path = "/huggingface/org/f/model.safetensors"
         fh = fs.open(path, os.O_RDONLY)
         assert fs.read(fh, 100, 0) == big.read(0, 100)
         fs.bridge.fill(fs._handles[fh].of)  # type: ignore[arg-type]  # wait for the background fill
         fs.release(fh)
         assert fs.getxattr(path, "user.hoard.blake3").decode() == big.blake3
-        assert store.blob_path(big.blake3).read_bytes() == big.read()
-    finally:
-        fs.bridge.close_all()
-        store.close()
+        assert fs.store.blob_path(big.blake3).read_bytes() == big.read()
 
 
 def test_local_source(fs: HoardFS, tmp_path: Path) -> None:
@@ -173,25 +166,16 @@ def test_child_fills_from_a_parent_hoard(hub: FakeHub, tmp_path: Path) -> None:
     data = Content("tiered", 3 * MiB)
     commit = hub.add_repo("org/t", {"model.safetensors": data, "config.json": b"{}"})
     with ProxyThread(tmp_path / "parent", hub.url) as parent:
-        fs, store = make_fs(tmp_path / "child", "http://127.0.0.1:9", upstream=parent.url)
-        try:
+        with make_fs(tmp_path / "child", "http://127.0.0.1:9", upstream=parent.url) as fs:
             assert fs.readdir("/huggingface/org/t")[2:] == [".gitattributes", "config.json", "model.safetensors"]
             assert read_all(fs, "/huggingface/org/t/model.safetensors") == data.read()
             assert fs.getxattr("/huggingface/org/t/model.safetensors", "user.hoard.revision").decode() == commit
             assert hub.bytes_sent["cdn"] <= 1.05 * data.size
-        finally:
-            fs.close()
-            fs.bridge.close_all()
-            store.close()
         # a second node: the parent now serves it from its store; the origin is not asked again
-        fs2, store2 = make_fs(tmp_path / "child2", "http://127.0.0.1:9", upstream=parent.url)
-        try:
+        with make_fs(tmp_path / "child2", "http://127.0.0.1:9", upstream=parent.url) as fs2:
             before = hub.bytes_sent["cdn"]
             assert read_all(fs2, "/huggingface/org/t/model.safetensors") == data.read()
             assert hub.bytes_sent["cdn"] == before
-        finally:
-            fs2.bridge.close_all()
-            store2.close()
 
 
 def test_whole_file_read_of_corrupt_content_ends_in_eio(fs: HoardFS, hub: FakeHub) -> None:

@@ -11,7 +11,7 @@ from hoard.store.address import parse_address
 from hoard.store.catalog import add_directory, execute_remove, pin_target, plan_remove
 from hoard.store.gc import execute_gc, plan_gc
 from hoard.store.partial import Partial
-from hoard.store.records import BlobRecord, ExpectedHash
+from hoard.store.records import BlobRecord
 from hoard.store.store import Store
 from hoard.store.verify import select_blobs, verify
 
