@@ -6,10 +6,13 @@ import asyncio
 import dataclasses
 import json
 import logging
+from pathlib import Path
 
 import click
 
 from hoard.proxy.app import serve as run_server
+
+from hoard.store.errors import UsageError
 
 from .common import App, common_options
 from .runtime import proxy_config, setup_logging
@@ -19,8 +22,11 @@ from .runtime import proxy_config, setup_logging
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--admin-token", envvar="HOARD_ADMIN_TOKEN", show_envvar=True, default=None, metavar="TOKEN",
               help="Require this in X-Hoard-Admin-Token for admin endpoints that change the store.")
-@common_options("listen", "upstream", "hf_endpoint", "arweave_gateway", "github_url", "torch_url", "chunk_size")
-def serve(app: App, log_level: str, admin_token: str | None) -> None:
+@click.option("--admin-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Read the admin token from FILE (keeps it out of the process list).")
+@common_options("listen", "public_url", "upstream", "hf_endpoint", "arweave_gateway", "github_url", "torch_url",
+                "chunk_size")
+def serve(app: App, log_level: str, admin_token: str | None, admin_token_file: Path | None) -> None:
     """Run the pull-through proxy until SIGINT/SIGTERM.
 
     \b
@@ -31,6 +37,8 @@ def serve(app: App, log_level: str, admin_token: str | None) -> None:
     otherwise; client tokens are forwarded to the origin only, never stored or logged.
     """
     setup_logging(log_level)
+    if admin_token_file is not None:
+        admin_token = _read_token(admin_token_file)
     settings = app.settings
     config = dataclasses.replace(proxy_config(settings, local_user=False), admin_token=admin_token or None)
     if config.host not in ("127.0.0.1", "::1", "localhost") and not config.admin_token:
@@ -47,3 +55,13 @@ def serve(app: App, log_level: str, admin_token: str | None) -> None:
             click.echo(f"hoard: serving {settings.home} on {url}", nl=True)
 
     asyncio.run(run_server(config, store, ready))
+
+
+def _read_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read the admin token file {path}: {exc.strerror}") from None
+    if not token:
+        raise UsageError(f"the admin token file {path} is empty")
+    return token

@@ -35,6 +35,7 @@ _HELP = {
     "github_url": "Base URL of ONNX hub manifests and media (default https://raw.githubusercontent.com).",
     "torch_url": "Base URL of PyTorch weights (default https://download.pytorch.org).",
     "listen": "Address to listen on (default 127.0.0.1:8090).",
+    "public_url": "URL clients reach this proxy at, for links it sends (default http://<listen>).",
     "chunk_size": "Chunk size of lazy fetches (default 8MiB).",
     "max_size": "Size gc trims the store to, e.g. 200GiB.",
 }

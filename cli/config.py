@@ -37,6 +37,7 @@ ENV = {
     "github_url": "HOARD_GITHUB_URL",
     "torch_url": "HOARD_TORCH_URL",
     "listen": "HOARD_LISTEN",
+    "public_url": "HOARD_PUBLIC_URL",
     "chunk_size": "HOARD_CHUNK_SIZE",
     "max_size": "HOARD_MAX_SIZE",
 }
@@ -51,6 +52,10 @@ DEFAULTS: dict[str, Any] = {
     "chunk_size": DEFAULT_CHUNK_SIZE,
     "max_size": None,
     "refs_ttl": 60.0,
+    "public_url": None,
+    "gc_grace": 600.0,
+    "send_timeout": 60.0,
+    "max_connections": None,
 }
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -75,9 +80,17 @@ class Settings:
     listen: str
     refs_ttl: float
     hf_token: str | None
+    #: the URL clients reach this proxy at (links it builds); None: its listen address
+    public_url: str | None = None
+    #: seconds a blob opened or served recently is safe from gc
+    gc_grace: float = 600.0
+    #: seconds a response may make no progress towards a client before it is cut
+    send_timeout: float = 60.0
+    #: open client connections at most (None: derived from the file descriptor limit)
+    max_connections: int | None = None
 
     def store_config(self) -> StoreConfig:
-        return StoreConfig(home=self.home, chunk_size=self.chunk_size, max_size=self.max_size)
+        return StoreConfig(home=self.home, chunk_size=self.chunk_size, max_size=self.max_size, gc_grace=self.gc_grace)
 
 
 def _read_config_file(home: Path) -> dict[str, Any]:
@@ -128,4 +141,18 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str] | None = 
         listen=str(pick("listen")),
         refs_ttl=float(pick("refs_ttl")),
         hf_token=env.get("HF_TOKEN") or None,
+        public_url=(str(pick("public_url")).rstrip("/") or None) if pick("public_url") else None,
+        gc_grace=_number(pick("gc_grace"), "gc_grace"),
+        send_timeout=_number(pick("send_timeout"), "send_timeout"),
+        max_connections=None if pick("max_connections") in (None, 0, "") else int(_number(pick("max_connections"), "max_connections")),
     )
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number, got {value!r}") from None
+    if number < 0:
+        raise UsageError(f"{name} must not be negative, got {value!r}")
+    return number

@@ -41,6 +41,9 @@ def proxy_config(settings: Settings, *, local_user: bool) -> ProxyConfig:
         torch_url=settings.torch_url,
         upstream=settings.upstream,
         refs_ttl=settings.refs_ttl,
+        public_url=settings.public_url,
+        send_timeout=settings.send_timeout,
+        max_connections=settings.max_connections,
         local_creds=Credentials(settings.hf_token if local_user else None),
     )
 

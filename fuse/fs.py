@@ -301,16 +301,17 @@ class HoardFS:
     def _open_handle(self, rf: RemoteFile) -> _Handle:
         b3 = self.store.resolve(rf.identity)
         if b3 is not None:
-            try:
-                fd = os.open(self.store.blob_path(b3), os.O_RDONLY | os.O_CLOEXEC)
+            fd = self.store.open_blob(b3)
+            if fd is not None:
                 self.store.touch(b3)
                 return _Handle(rf, fd, None)
-            except FileNotFoundError:
-                pass  # removed by gc meanwhile: fetch it again
+            # removed by gc meanwhile: fetch it again
         of = self._call(self.bridge.open, rf)
         try:
             if of.b3 is not None:
-                fd = os.open(self.store.blob_path(of.b3), os.O_RDONLY | os.O_CLOEXEC)
+                fd = self.store.open_blob(of.b3)
+                if fd is None:
+                    raise FsError(errno.EAGAIN, "the file was removed from the store while opening it; retry")
             else:
                 assert of.partial is not None
                 fd = os.dup(of.partial.fd)  # our own descriptor: survives publish (same inode)
@@ -363,9 +364,8 @@ class HoardFS:
         with h.lock:
             if h.blob_checked:
                 return
-            try:
-                blob = os.open(self.store.blob_path(b3), os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
+            blob = self.store.open_blob(b3)
+            if blob is None:
                 return  # removed again meanwhile: keep what we have, look again next read
             try:
                 a, b = os.fstat(h.fd), os.fstat(blob)

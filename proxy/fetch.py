@@ -482,14 +482,13 @@ class FetchCore:
     async def _read_blob(self, of: OpenFile, start: int, end: int) -> AsyncIterator[bytes]:
         if of.blob_fd is None:
             assert of.b3 is not None
-            try:
-                of.blob_fd = os.open(self.store.blob_path(of.b3), os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
+            of.blob_fd = self.store.open_blob(of.b3)
+            if of.blob_fd is None:
                 # removed (gc, rm, verify) since it was published: the next open fetches again
                 of.error = OriginUnavailable(f"{of.rf.address}: its blob was removed meanwhile; retry")
                 if self._files.get(of.identity) is of:
                     del self._files[of.identity]
-                raise of.error from None
+                raise of.error
         pos = start
         while pos < end:
             data = await self._io(os.pread, of.blob_fd, min(_READ_BLOCK, end - pos), pos)

@@ -31,7 +31,8 @@ __all__ = ["ByteRange", "parse_range", "serve_bytes", "content_type"]
 
 log = logging.getLogger("hoard.serve")
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# at most 19 digits per bound: every real offset fits, and int() never sees a 5,000-digit number
+_RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def parse_range(header: str | None, size: int) -> ByteRange:
         return ByteRange(0, size, False)
     match = _RANGE.fullmatch(text.replace(" ", ""))
     if not match or (not match.group(1) and not match.group(2)):
-        raise RangeNotSatisfiable(f"malformed Range header {header!r}", size)
+        raise RangeNotSatisfiable(f"malformed Range header {header[:64]!r}", size)
     first, last = match.group(1), match.group(2)
     if not first:  # suffix: the last N bytes
         n = int(last)
@@ -71,7 +72,7 @@ def parse_range(header: str | None, size: int) -> ByteRange:
     start = int(first)
     end = size if not last else min(int(last) + 1, size)
     if last and int(last) < start:
-        raise RangeNotSatisfiable(f"range {header!r} ends before it starts", size)
+        raise RangeNotSatisfiable(f"range {header[:64]!r} ends before it starts", size)
     if start >= size:
         raise RangeNotSatisfiable(f"range starts at {start}, file has {size} bytes", size)
     return ByteRange(start, end, True)
@@ -204,7 +205,4 @@ async def serve_bytes(
 
 
 def _open_blob(store: Store, b3: str) -> int | None:
-    try:
-        return os.open(store.blob_path(b3), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None  # removed by gc since the lookup: fetch it again
+    return store.open_blob(b3)  # None: removed by gc since the lookup, so fetch it again

@@ -41,6 +41,12 @@ class ProxyConfig:
     local_creds: Credentials = field(default_factory=Credentials)
     #: when set, admin endpoints that change the store require it (X-Hoard-Admin-Token)
     admin_token: str | None = field(default=None, repr=False)
+    #: the URL clients reach this proxy at (for links it builds); None: http://host:port
+    public_url: str | None = None
+    #: seconds a response may make no progress towards its client before it is cut
+    send_timeout: float = 60.0
+    #: open client connections at most (None: derived from the file descriptor limit)
+    max_connections: int | None = None
 
 
 @dataclass

@@ -147,10 +147,9 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     rng = parse_range(request.headers.get("Range"), info.size)
     if rng.partial:
         headers["Content-Range"] = rng.content_range(info.size)
-    try:
-        fd = os.open(info.path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NotFound(f"no blob {b3}") from None
+    fd = svc.store.open_blob(b3)
+    if fd is None:
+        raise NotFound(f"no blob {b3}")
     try:
         svc.store.touch(b3)
         resp = _SendfileResponse(fd, rng.start, rng.length, status=206 if rng.partial else 200, headers=headers)

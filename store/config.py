@@ -22,6 +22,8 @@ class StoreConfig:
     max_size: int | None = None
     #: seconds between flushes of last-access times to the index
     access_flush_interval: float = 30.0
+    #: gc never removes a blob opened or served within this many seconds (config ``gc_grace``)
+    gc_grace: float = 600.0
 
     def __post_init__(self) -> None:
         if self.chunk_size < 4096 or self.chunk_size & (self.chunk_size - 1):

@@ -33,10 +33,10 @@ from .records import (
 
 __all__ = ["Index", "FORMAT_VERSION", "b3_key", "b3_hex"]
 
-#: Bump when any record layout or key scheme changes.
-FORMAT_VERSION = 1
+#: Bump when any record layout or key scheme changes (and teach :meth:`Index._migrate` the step).
+FORMAT_VERSION = 2
 
-_DBS = ("meta", "blobs", "aliases", "byblob", "refs", "snapshots", "partials", "chunks", "pins")
+_DBS = ("meta", "blobs", "aliases", "byblob", "refs", "snapshots", "partials", "chunks", "pins", "users")
 
 # LMDB reserves address space, not disk: the file grows as records are written. 1 TiB of
 # address space is free on 64-bit Linux and far above any index we expect (1M aliases ~ 200 MB).
@@ -109,11 +109,27 @@ class Index:
                 version = int(raw)
             except ValueError:
                 raise StoreFormatError(f"index format record is not a number: {raw!r}") from None
+            if version < FORMAT_VERSION and not readonly:
+                self._migrate(txn, version)
+                return
             if version != FORMAT_VERSION:
                 raise StoreFormatError(
                     f"index format {version} is not the format {FORMAT_VERSION} this hoard "
                     "reads; use a matching hoard version or a new HOARD_HOME"
                 )
+
+    def _migrate(self, txn: lmdb.Transaction, version: int) -> None:
+        """Upgrade an index written by an older hoard, in the opening transaction.
+
+        1 → 2: the ``users`` database (which snapshots use each identity) is built from the
+        snapshots.
+        """
+        if version < 1:
+            raise StoreFormatError(f"index format {version} is too old for this hoard")
+        if version < 2:
+            for repo, rev, snap in self.iter_snapshots(txn):
+                self._put_users_in(txn, repo, rev, snap)
+        txn.put(b"format", str(FORMAT_VERSION).encode(), db=self._db["meta"])
 
     def close(self) -> None:
         with _OPEN_LOCK:
@@ -242,10 +258,44 @@ class Index:
         return None if raw is None else Snapshot.decode(raw)
 
     def put_snapshot_in(self, txn: lmdb.Transaction, repo: str, revision: str, snap: Snapshot) -> None:
+        self._delete_users_in(txn, repo, revision)
         txn.put(self._snap_key(repo, revision), snap.encode(), db=self._db["snapshots"])
+        self._put_users_in(txn, repo, revision, snap)
 
     def delete_snapshot_in(self, txn: lmdb.Transaction, repo: str, revision: str) -> None:
+        self._delete_users_in(txn, repo, revision)
         txn.delete(self._snap_key(repo, revision), db=self._db["snapshots"])
+
+    # -- users: which snapshots name each identity ----------------------------------------
+
+    @staticmethod
+    def _user_key(identity: str, repo: str, revision: str) -> bytes:
+        return identity.encode() + b"\0" + repo.encode() + b"@" + revision.encode()
+
+    def _put_users_in(self, txn: lmdb.Transaction, repo: str, revision: str, snap: Snapshot) -> None:
+        flag = b"\1" if snap.restricted else b"\0"
+        for entry in snap.files.values():
+            txn.put(self._user_key(entry.identity, repo, revision), flag, db=self._db["users"])
+
+    def _delete_users_in(self, txn: lmdb.Transaction, repo: str, revision: str) -> None:
+        raw = txn.get(self._snap_key(repo, revision), db=self._db["snapshots"])
+        if raw is None:
+            return
+        for entry in Snapshot.decode(raw).files.values():
+            txn.delete(self._user_key(entry.identity, repo, revision), db=self._db["users"])
+
+    def users_of(self, identity: str, txn: lmdb.Transaction) -> list[tuple[str, str, bool]]:
+        """(repo, revision, restricted) of every snapshot with a file of this identity."""
+        prefix = identity.encode() + b"\0"
+        out = []
+        cur = txn.cursor(db=self._db["users"])
+        if cur.set_range(prefix):
+            for key, flag in cur:
+                if not key.startswith(prefix):
+                    break
+                repo, _, rev = key[len(prefix) :].decode().rpartition("@")
+                out.append((repo, rev, flag == b"\1"))
+        return out
 
     def iter_snapshot_keys(self, txn: lmdb.Transaction, prefix: str = "") -> Iterator[tuple[str, str]]:
         """(repo, revision) of every snapshot whose key starts with ``prefix``."""

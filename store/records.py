@@ -20,6 +20,7 @@ snapshots  repo key + ``@`` + revision     :class:`Snapshot`
 partials   alias text                      :class:`PartialRecord`
 chunks     alias text + ``\\0`` + u32 BE   xxh3-64 of the chunk (u64 LE)
 pins       pin target text                 :class:`PinRecord`
+users      identity + ``\\0`` + repo@rev   one byte: 1 if that snapshot is restricted
 ========== =============================== ==========================================
 """
 
@@ -249,3 +250,10 @@ class Snapshot:
     @property
     def size(self) -> int:
         return sum(e.size for e in self.files.values())
+
+    @property
+    def restricted(self) -> bool:
+        """True if the origin gives this revision's files only to some clients (a private or
+        gated repo, or one a parent hoard marked so): its bytes and hashes are not public."""
+        info = self.info
+        return bool(info.get("private") or info.get("gated") or info.get("parent_restricted"))

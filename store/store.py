@@ -6,6 +6,7 @@ coordination goes through LMDB transactions and the locks of :mod:`hoard.store.l
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
@@ -84,6 +85,24 @@ class Store:
             return None
         return BlobInfo(b3, rec.size, self.layout.blob_path(b3), rec)
 
+    def open_blob(self, b3: str) -> int | None:
+        """A read-only descriptor on a blob's file, holding a shared ``flock`` on it for as
+        long as it (or a dup of it) stays open; None if the file is gone or gc is removing it.
+
+        gc takes the lock exclusively before deleting a blob, so a blob some process is
+        reading (a response being sent, a mounted file open) is never collected under it.
+        """
+        try:
+            fd = os.open(self.layout.blob_path(b3), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None  # gc holds it: it is being deleted
+        return fd
+
     def resolve(self, alias: str) -> str | None:
         """BLAKE3 of the complete blob an alias names, or None."""
         return self.index.resolve(alias)
@@ -106,6 +125,13 @@ class Store:
         self, data: bytes, *, expected: ExpectedHash | None = None, aliases: Iterable[str] = ()
     ) -> tuple[str, int]:
         return ingest_bytes(self.layout, self.index, data, expected=expected, aliases=aliases)
+
+    def blob_users(self, b3: str) -> list[tuple[str, str, bool]]:
+        """(repo, revision, restricted) of every cached snapshot with a file whose content is
+        this blob (under any of its names)."""
+        with self.index.read() as txn:
+            names = [f"b3:{b3}", *self.index.aliases_of(b3, txn)]
+            return sorted({u for name in names for u in self.index.users_of(name, txn)})
 
     def add_alias(self, alias: str, b3: str) -> None:
         with self.index.write() as txn:

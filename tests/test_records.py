@@ -96,3 +96,36 @@ def test_index_refuses_unknown_format(tmp_path) -> None:
     idx.close()
     with pytest.raises(StoreFormatError, match="format"):
         Index(tmp_path / "index")
+
+
+def test_format_1_index_is_migrated_on_open(tmp_path) -> None:
+    """A store written before the ``users`` database existed gains it when opened."""
+    idx = Index(tmp_path / "index")
+    snap = Snapshot({"a.bin": TreeEntry(3, "sha256:" + "ab" * 32, {})}, 1_700_000_000, {"private": True})
+    with idx.write() as txn:
+        # what a format-1 hoard wrote: the snapshot, no users entries, format 1
+        txn.put(b"huggingface/o/r@" + b"c" * 40, snap.encode(), db=idx.db("snapshots"))
+        txn.put(b"format", b"1", db=idx.db("meta"))
+    idx.close()
+    idx = Index(tmp_path / "index")
+    with idx.read() as txn:
+        assert txn.get(b"format", db=idx.db("meta")) == str(FORMAT_VERSION).encode()
+        assert idx.users_of("sha256:" + "ab" * 32, txn) == [("huggingface/o/r", "c" * 40, True)]
+    idx.close()
+
+
+def test_users_follow_snapshots(tmp_path) -> None:
+    idx = Index(tmp_path / "index")
+    ident = "gitsha1:" + "1" * 40
+    public = Snapshot({"x": TreeEntry(1, ident, {})}, 1, {})
+    with idx.write() as txn:
+        idx.put_snapshot_in(txn, "huggingface/o/r", "a" * 40, public)
+        idx.put_snapshot_in(txn, "huggingface/o/s", "b" * 40, Snapshot(public.files, 1, {"gated": "auto"}))
+    with idx.read() as txn:
+        assert idx.users_of(ident, txn) == [("huggingface/o/r", "a" * 40, False), ("huggingface/o/s", "b" * 40, True)]
+    with idx.write() as txn:
+        idx.put_snapshot_in(txn, "huggingface/o/r", "a" * 40, Snapshot({}, 1, {}))  # rewritten without the file
+        idx.delete_snapshot_in(txn, "huggingface/o/s", "b" * 40)
+    with idx.read() as txn:
+        assert idx.users_of(ident, txn) == []
+    idx.close()

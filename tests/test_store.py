@@ -232,3 +232,21 @@ def test_touch_updates_last_access_in_batches(store: Store, tmp_path: Path) -> N
     store._touched[b3] = before + 100  # as if read 100 s later
     store.flush_access()
     assert store.blob(b3).record.last_access == before + 100  # type: ignore[union-attr]
+
+
+def test_open_blob_holds_a_shared_lock_gc_can_see(store: Store, tmp_path: Path) -> None:
+    import fcntl
+
+    b3, _ = store.add_bytes(b"some model bytes")
+    fd = store.open_blob(b3)
+    assert fd is not None
+    probe = os.open(store.blob_path(b3), os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):  # what gc tries before deleting a blob
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody holds it any more
+        assert store.open_blob(b3) is None  # while "gc" holds it, readers treat it as gone
+    finally:
+        os.close(probe)
+    assert store.open_blob("0" * 64) is None
