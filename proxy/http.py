@@ -15,54 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
 
 from hoard.store.errors import OriginError, OriginUnavailable
 
+from .httpbase import TRANSIENT_STATUSES, HttpConfig, Reply, host_of, redact, same_origin
+
 __all__ = ["HttpConfig", "HttpClient", "Reply", "same_origin", "TRANSIENT_STATUSES"]
 
 log = logging.getLogger("hoard.http")
-
-TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    connect_timeout: float = 10.0
-    #: longest silence while reading a body; a stalled origin fails after this
-    read_timeout: float = 30.0
-    retries: int = 4
-    backoff: float = 0.2
-    max_backoff: float = 5.0
-    max_per_host: int = 16
-    user_agent: str = "hoard/0.1"
-
-
-@dataclass
-class Reply:
-    """A complete (small) response: status, headers, body, and the URL that produced it."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    url: str
-
-    def json(self) -> Any:
-        import json
-
-        return json.loads(self.body)
-
-
-def same_origin(a: str, b: str) -> bool:
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
 
 
 class HttpClient:
@@ -82,15 +48,6 @@ class HttpClient:
 
     async def close(self) -> None:
         await self.session.close()
-
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(float(retry_after), self.config.max_backoff * 4)
-            except ValueError:
-                pass
-        base = min(self.config.backoff * (2**attempt), self.config.max_backoff)
-        return base * (0.5 + random.random() / 2)
 
     async def request(
         self,
@@ -118,15 +75,15 @@ class HttpClient:
                     if resp.status not in TRANSIENT_STATUSES or attempt == attempts - 1:
                         return Reply(resp.status, resp.headers, body, str(resp.url))
                     last = f"HTTP {resp.status}"
-                    delay = self._delay(attempt, resp.headers.get("Retry-After"))
+                    delay = self.config.retry.delay(attempt, resp.headers.get("Retry-After"))
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 last = _describe(exc)
                 if attempt == attempts - 1:
                     break
-                delay = self._delay(attempt, None)
-            log.debug("retrying %s %s in %.2fs after %s", method, _redact(url), delay, last)
+                delay = self.config.retry.delay(attempt)
+            log.debug("retrying %s %s in %.2fs after %s", method, redact(url), delay, last)
             await asyncio.sleep(delay)
-        raise OriginUnavailable(f"{_host(url)} unreachable: {last}")
+        raise OriginUnavailable(f"{host_of(url)} unreachable: {last}")
 
     async def follow(
         self,
@@ -149,7 +106,7 @@ class HttpClient:
             if reply.status not in (301, 302, 303, 307, 308) or "Location" not in reply.headers:
                 return reply
             url = urljoin(url, reply.headers["Location"])
-        raise OriginError(f"too many redirects from {_host(url)}")
+        raise OriginError(f"too many redirects from {host_of(url)}")
 
     @asynccontextmanager
     async def stream(
@@ -160,18 +117,7 @@ class HttpClient:
             async with self.session.get(url, headers=headers, allow_redirects=False) as resp:
                 yield resp
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
-            raise OriginUnavailable(f"{_host(url)}: {_describe(exc)}") from None
-
-
-def _host(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.netloc or url
-
-
-def _redact(url: str) -> str:
-    """A URL without its query (signed URLs carry credentials there)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+            raise OriginUnavailable(f"{host_of(url)}: {_describe(exc)}") from None
 
 
 def _describe(exc: BaseException) -> str:
