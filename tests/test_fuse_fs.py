@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,9 +144,12 @@ def test_open_fill_completes_and_publishes(hub: FakeHub, tmp_path: Path) -> None
     with make_fs(tmp_path / "home", hub.url, fill="open") as fs:
         path = "/huggingface/org/f/model.safetensors"
         fh = fs.open(path, os.O_RDONLY)
-        assert fs.read(fh, 100, 0) == big.read(0, 100)
-        fs.bridge.fill(fs._handles[fh].of)  # type: ignore[arg-type]  # wait for the background fill
-        fs.release(fh)
+        try:
+            assert fs.read(fh, 100, 0) == big.read(0, 100)
+            # opening started the fill; reading 100 bytes asked for no more than one chunk
+            wait_for(lambda: "user.hoard.blake3" in fs.listxattr(path), timeout=60.0)  # published
+        finally:
+            fs.release(fh)
         assert fs.getxattr(path, "user.hoard.blake3").decode() == big.blake3
         assert fs.store.blob_path(big.blake3).read_bytes() == big.read()
 
@@ -196,18 +202,42 @@ def test_whole_file_read_of_corrupt_content_ends_in_eio(fs: HoardFS, hub: FakeHu
     assert fs.store.resolve("sha256:" + data.sha256) is None  # nothing published
 
 
-def test_handle_follows_content_published_from_another_partial(fs: HoardFS, hub: FakeHub) -> None:
-    data = Content("republished", 2 * MiB)
+def prefetch(env: dict[str, str], endpoint: str, address: str) -> subprocess.CompletedProcess[str]:
+    """``hoard prefetch`` in another process, on the same home."""
+    return subprocess.run(
+        [sys.executable, "-m", "hoard.cli.main", "prefetch", address,
+         "--hf-endpoint", endpoint, "--chunk-size", "1MiB"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_handle_follows_content_published_from_another_partial(
+    fs: HoardFS, hub: FakeHub, hoard_env: dict[str, str]
+) -> None:
+    data = Content("republished", 3 * MiB + 77)
     hub.add_repo("org/r", {"model.safetensors": data})
     path = "/huggingface/org/r/model.safetensors"
-    fh = fs.open(path, os.O_RDONLY)
+    identity = fs.getxattr(path, "user.hoard.identity").decode()
+    fh = fs.open(path, os.O_RDONLY)  # lazy: the handle is on a new, empty partial
     try:
-        h = fs._handles[fh]
-        assert h.of is not None and h.of.partial is not None
-        # another process discards this partial and publishes the content from its own
-        h.of.partial.discard()
-        fs.store.add_bytes(data.read(), aliases=["sha256:" + data.sha256])
-        h.of.b3 = data.blake3  # what the fetch core learns when it looks again
-        assert b"".join(fs.read(fh, 1 << 20, off) for off in range(0, data.size, 1 << 20)) == data.read()
+        assert fs.store.partial_status(identity) == (0, data.size)
+        # another process fills that same partial from a corrupt CDN: the whole-file check
+        # fails, so it discards the partial (its file keeps the wrong bytes under our handle)
+        hub.fault(origin="cdn", corrupt=True)
+        bad = prefetch(hoard_env, hub.url, "huggingface/org/r")
+        assert bad.returncode != 0, bad.stdout
+        assert fs.store.partial_status(identity) is None and fs.store.resolve(identity) is None
+        # ... and a later one fetches it again, into a partial of its own, and publishes that
+        hub.clear_faults()
+        good = prefetch(hoard_env, hub.url, "huggingface/org/r")
+        assert good.returncode == 0, good.stderr
+        assert fs.store.resolve(identity) == data.blake3
+        cdn_before = hub.bytes_sent["cdn"]
+        # the handle opened before all this reads the published content, every time
+        for _ in range(2):
+            got = b"".join(fs.read(fh, 1 << 20, off) for off in range(0, data.size, 1 << 20))
+            assert len(got) == data.size
+            assert hashlib.sha256(got).hexdigest() == data.sha256, "the handle read the discarded partial's bytes"
+        assert hub.bytes_sent["cdn"] == cdn_before  # from the store, not fetched again
     finally:
         fs.release(fh)

@@ -286,6 +286,13 @@ class FakeHub(ApiRoutes):
         with self._lock:
             self._faults.clear()
 
+    def expire_signed_urls(self) -> None:
+        """Expire every signed CDN URL issued so far, now: the CDN answers them 403 "Request
+        has expired", while URLs the Hub signs from now on are valid for ``url_ttl``. (It moves
+        `time_shift` past the TTL: deterministic, no waiting for the wall clock.)"""
+        with self._lock:
+            self.time_shift += self.url_ttl + 1
+
     def _take_faults(self, record: RequestRecord) -> Fault:
         with self._lock:
             hit = [f for f in self._faults if f.matches(record)]
