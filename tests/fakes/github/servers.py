@@ -1,0 +1,371 @@
+"""Several named HTTP origins run as one fake: the lifecycle, request log, faults and answer
+writing shared by the GitHub, torch weights and generic URL fakes.
+
+Like `tests.fakes.hub.FakeHub`, every origin is a real aiohttp server on 127.0.0.1, port 0
+(so each is a distinct origin: a client that strips ``Authorization`` across origins can be
+checked), all inside one background thread with its own event loop. Requests become
+`tests.fakes.wire.RequestRecord`s (``origin`` is the origin's name here, e.g. ``"api"``);
+`tests.fakes.wire.Fault` switches are matched and merged exactly as on the fake Hub, and
+bodies go out through `tests.fakes.wire.pump`, which applies drops, stalls, throttling,
+corruption and wrong lengths and counts the bytes per origin.
+
+`serve` answers a file the way a plain CDN does (RFC 9110): ``ETag``/``Last-Modified``,
+``If-None-Match`` (weak comparison) before ``If-Modified-Since`` → 304, a single
+``Range`` → 206 or 416, ``If-Range`` that falls back to 200 when the validator changed,
+and optionally no range support at all (200 with the whole body, no ``Accept-Ranges``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, Self, TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDict
+
+from ..content import Content
+from ..wire import PLAN, REC, Fault, RequestRecord, merge_faults, pump
+
+__all__ = ["FakeServers", "Fault", "RequestRecord", "http_date", "parse_range"]
+
+_T = TypeVar("_T")
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+UNSATISFIABLE = (-1, -1)
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range as ``(start, end)`` half-open; None to ignore the header (absent,
+    multi-range, malformed); `UNSATISFIABLE` for a 416."""
+    match = _RANGE.match(value.strip()) if value else None
+    if match is None:
+        return None
+    first, last = match.groups()
+    if first == "":
+        if last == "" or int(last) == 0:
+            return None if last == "" else UNSATISFIABLE
+        return max(0, size - int(last)), size
+    start = int(first)
+    if last != "" and int(last) < start:
+        return None
+    end = size if last == "" else min(int(last) + 1, size)
+    return (start, end) if start < end else UNSATISFIABLE
+
+
+def http_date(ts: float) -> str:
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(ts))
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """``If-None-Match`` weak comparison: ``*`` or any listed tag equal ignoring ``W/``."""
+    if header.strip() == "*":
+        return True
+    bare = etag.removeprefix("W/")
+    return any(t.strip().removeprefix("W/") == bare for t in header.split(","))
+
+
+class FakeServers:
+    """Base of a multi-origin fake. Subclasses set `ORIGINS` and implement `route(origin)`."""
+
+    ORIGINS: tuple[str, ...] = ()
+    THREAD_NAME = "fake-servers"
+
+    def __init__(self, *, host: str = "127.0.0.1", block_size: int = 64 * 1024) -> None:
+        self.host = host
+        self.block_size = block_size
+        self.time_shift = 0.0  # added to the clock: expire signed URLs/rate windows without sleeping
+        self._lock = threading.RLock()
+        self._log: list[RequestRecord] = []
+        self._bytes: dict[str, int] = dict.fromkeys(self.ORIGINS, 0)
+        self._faults: list[Fault] = []
+        self._ports: dict[str, int] = {}
+        self._runners: dict[str, web.AppRunner] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def route(self, origin: str) -> Route:
+        raise NotImplementedError
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def origin_url(self, origin: str) -> str:
+        return f"http://{self.host}:{self._ports[origin]}"
+
+    def start(self) -> Self:
+        if self._thread is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name=self.THREAD_NAME, daemon=True)
+            self._thread.start()
+        self.resume()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self.pause()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+        self._thread = self._loop = None
+
+    def pause(self, origin: str | None = None) -> None:
+        """Close an origin's listener and connections (default: all): *connection refused*."""
+        for name in self.ORIGINS if origin is None else (origin,):
+            runner = self._runners.pop(name, None)
+            if runner is not None:
+                self._call(runner.cleanup())
+
+    def resume(self, origin: str | None = None) -> None:
+        """Listen again on the same port(s); the first start picks free ports."""
+        for name in self.ORIGINS if origin is None else (origin,):
+            if name not in self._runners:
+                self._call(self._open(name))
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        assert self._loop is not None, f"{type(self).__name__} is not started"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
+
+    async def _open(self, origin: str) -> None:
+        app = web.Application(middlewares=[self._middleware(origin)])
+        app.router.add_route("*", "/{tail:.*}", self.route(origin))
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._ports.get(origin, 0))
+        await site.start()
+        self._ports[origin] = runner.addresses[0][1]
+        self._runners[origin] = runner
+
+    def _now(self) -> float:
+        return time.time() + self.time_shift
+
+    # -- request log and faults ----------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A copy of the request log, oldest first."""
+        with self._lock:
+            return list(self._log)
+
+    def find(
+        self,
+        path_contains: str | None = None,
+        *,
+        method: str | None = None,
+        origin: str | None = None,
+        status: int | None = None,
+    ) -> list[RequestRecord]:
+        return [
+            r
+            for r in self.requests
+            if (path_contains is None or r.has(path_contains))
+            and (method is None or r.method == method.upper())
+            and (origin is None or r.origin == origin)
+            and (status is None or r.status == status)
+        ]
+
+    def count(self, path_contains: str | None = None, **kw: Any) -> int:
+        return len(self.find(path_contains, **kw))
+
+    def trace(self, origins: Iterable[str] | None = None) -> list[str]:
+        """The log as ``"origin METHOD target -> status"`` lines (for asserting exact sequences)."""
+        keep = None if origins is None else set(origins)
+        return [
+            f"{r.origin} {r.method} {r.target} -> {r.status}" for r in self.requests if keep is None or r.origin in keep
+        ]
+
+    @property
+    def bytes_sent(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._bytes)
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self._log.clear()
+            self._bytes = dict.fromkeys(self.ORIGINS, 0)
+
+    def fault(self, **switches: Any) -> Fault:
+        """Register a `tests.fakes.wire.Fault` (same switches: ``path_contains``, ``origin``,
+        ``method``, ``times``, ``latency``, ``status``, ``retry_after``, ``drop_after``,
+        ``stall``, ``slow``, ``corrupt``, ``wrong_length``, ``ignore_range``...)."""
+        fault = Fault(**switches)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_faults(self, record: RequestRecord) -> Fault:
+        with self._lock:
+            hit = [f for f in self._faults if f.matches(record)]
+            for f in hit:
+                f.hits += 1
+                if f.times is not None:
+                    f.times -= 1
+        return merge_faults(hit)
+
+    def _middleware(self, origin: str) -> Middleware:
+        @web.middleware
+        async def log_and_fault(request: web.Request, handler: Handler) -> web.StreamResponse:
+            path, _, query = request.raw_path.partition("?")
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            record = RequestRecord(origin, request.method, path, query, headers)  # type: ignore[arg-type]
+            with self._lock:
+                self._log.append(record)
+            plan = self._take_faults(record)
+            request[REC], request[PLAN] = record, plan
+            if plan.latency:
+                await asyncio.sleep(plan.latency)
+            if plan.status is not None:
+                response = await self.fault_reply(request, plan.status, plan.retry_after)
+            else:
+                response = await handler(request)
+            record.status = response.status
+            return response
+
+        return log_and_fault
+
+    # -- writing answers -----------------------------------------------------------------
+
+    def _count_sent(self, origin: str, n: int) -> None:
+        with self._lock:
+            self._bytes[origin] = self._bytes.get(origin, 0) + n
+
+    async def fault_reply(self, request: web.Request, status: int, retry_after: int) -> web.StreamResponse:
+        """The answer a `Fault` forces (subclasses shape it like their origin)."""
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if status in (429, 503):
+            headers["Retry-After"] = str(retry_after)
+        return await self.send(request, status, headers, f"{status} fault\n".encode())
+
+    async def send(
+        self,
+        request: web.Request,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes | Content = b"",
+        *,
+        start: int = 0,
+        end: int | None = None,
+        length: bool = True,
+    ) -> web.StreamResponse:
+        """Write one answer; ``length=False`` streams it chunked, with no ``Content-Length``."""
+        plan: Fault = request[PLAN]
+        record: RequestRecord = request[REC]
+        content = Content.of(body)
+        end = content.size if end is None else end
+        response = web.StreamResponse(status=status, headers=CIMultiDict(headers))
+        record.status = status
+        bodyless = request.method == "HEAD" or status in (204, 304)
+        if not bodyless:
+            record.body_length = end - start
+        if length:
+            declared = end - start + (plan.wrong_length if plan.wrong_length_header else 0)
+            response.headers["Content-Length"] = str(max(0, declared))
+        elif not bodyless:
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        if bodyless:
+            await response.write_eof()
+            return response
+        chunks = content.iter_range(start, end, self.block_size)
+        await pump(request, response, chunks, end - start if length else None, plan, plan.corrupt, self._count_sent)
+        return response
+
+    async def send_redirect(
+        self, request: web.Request, status: int, location: str, headers: Mapping[str, str] | None = None
+    ) -> web.StreamResponse:
+        out = {"Location": location, "Content-Type": "text/html; charset=utf-8", **(headers or {})}
+        body = f'<html><body>You are being <a href="{location}">redirected</a>.</body></html>'
+        return await self.send(request, status, out, body.encode())
+
+    async def serve(
+        self,
+        request: web.Request,
+        content: Content,
+        headers: Mapping[str, str],
+        *,
+        etag: str | None = None,
+        last_modified: float | None = None,
+        ranges: bool = True,
+        gzip_ok: bool = False,
+        on_range: Callable[[CIMultiDict[str], int, int], None] | None = None,
+    ) -> web.StreamResponse:
+        """200/206/304/416 for a file body. ``on_range(headers, start, end)`` may edit the
+        headers of a 206; ``gzip_ok`` compresses a whole-body GET for a client that accepts
+        gzip (the ETag becomes weak, as a CDN does)."""
+        out: CIMultiDict[str] = CIMultiDict(headers)
+        if etag is not None:
+            out["ETag"] = etag
+        if last_modified is not None:
+            out["Last-Modified"] = http_date(last_modified)
+        if ranges:
+            out.setdefault("Accept-Ranges", "bytes")
+        if self._not_modified(request, etag, last_modified):
+            out.popall("Accept-Ranges", None)
+            return await self.send(request, 304, out)
+        plan: Fault = request[PLAN]
+        window = None
+        if ranges and not plan.ignore_range and self._if_range_ok(request, etag, last_modified):
+            window = parse_range(request.headers.get("Range"), content.size)
+        if window == UNSATISFIABLE:
+            out["Content-Range"], out["Content-Type"] = f"bytes */{content.size}", "text/plain"
+            return await self.send(request, 416, out, b"Requested Range Not Satisfiable\n")
+        if window is not None:
+            start, end = window
+            if on_range is not None:
+                on_range(out, start, end)
+            out["Content-Range"] = f"bytes {start}-{end - 1}/{content.size}"
+            return await self.send(request, 206, out, content, start=start, end=end)
+        accepts = request.headers.get("Accept-Encoding", "")
+        if gzip_ok and request.method == "GET" and "gzip" in accepts.lower():
+            out["Content-Encoding"] = "gzip"
+            if etag is not None and not etag.startswith("W/"):
+                out["ETag"] = "W/" + etag
+            raw = content.read()
+            return await self.send(request, 200, out, gzip.compress(raw, mtime=0))
+        return await self.send(request, 200, out, content)
+
+    @staticmethod
+    def _not_modified(request: web.Request, etag: str | None, last_modified: float | None) -> bool:
+        inm = request.headers.get("If-None-Match")
+        if inm is not None:
+            return etag is not None and _etag_matches(inm, etag)
+        ims = request.headers.get("If-Modified-Since")
+        if ims is not None and last_modified is not None:
+            try:
+                return int(last_modified) <= parsedate_to_datetime(ims).timestamp()
+            except (TypeError, ValueError):
+                return False
+        return False
+
+    @staticmethod
+    def _if_range_ok(request: web.Request, etag: str | None, last_modified: float | None) -> bool:
+        """``If-Range``: honour the Range only if the validator still matches (strong ETag or
+        exact date); otherwise the whole current body is sent with 200."""
+        value = request.headers.get("If-Range")
+        if value is None:
+            return True
+        if value.startswith('"') or value.startswith("W/"):
+            return etag is not None and not etag.startswith("W/") and value == etag
+        return last_modified is not None and value == http_date(last_modified)
