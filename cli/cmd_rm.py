@@ -18,18 +18,26 @@ from .config import format_size
 @common_options()
 def rm(app: App, address: str, dry_run: bool, force: bool) -> None:
     """Remove ADDRESS from the store: a repo (every revision), repo@rev, or one file's blob
-    (fetched again on next use).
+    (fetched again on next use; content of the local source is gone for good).
 
-    Blobs still used by another revision, and pinned blobs, are kept; a pinned revision is
-    refused unless --force.
+    Blobs still used by another revision or another file, and pinned blobs, are kept; a
+    pinned revision is refused unless --force.
     """
     plan = plan_remove(app.store, parse_address(address), force=force)
+    doc: dict[str, object] = {"dry_run": dry_run, **plan.as_dict()}
+    kept_now: dict[str, str] = {}
     if not dry_run:
-        execute_remove(app.store, plan)
+        done = execute_remove(app.store, plan)
+        kept_now = {b3: why for b3, why in done.kept.items() if b3 not in plan.kept_pinned + plan.kept_shared}
+        doc["kept_since_planning"] = kept_now
     verb = "would remove" if dry_run else "removed"
+    blobs = len(plan.blobs) - len(kept_now)
+    freed = plan.freed - sum(size for b3, size in plan.blobs if b3 in kept_now)
     human = (
         f"{verb} {len(plan.snapshots)} revision(s), {len(plan.refs)} ref(s), "
-        f"{len(plan.blobs)} blob(s) ({format_size(plan.freed)})"
+        f"{blobs} blob(s) ({format_size(freed)})"
         + (f"; kept {len(plan.kept_pinned)} pinned blob(s)" if plan.kept_pinned else "")
+        + (f"; kept {len(plan.kept_shared)} blob(s) used elsewhere" if plan.kept_shared else "")
+        + (f"; kept {len(kept_now)} blob(s) that came into use meanwhile" if kept_now else "")
     )
-    emit(app, {"dry_run": dry_run, **plan.as_dict()}, human)
+    emit(app, doc, human)

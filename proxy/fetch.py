@@ -13,6 +13,11 @@
 * **Verified publishing.** When the last chunk lands the store verifies length and upstream
   hash and publishes the blob. A response that reaches the end of a file holds back its last
   bytes until that succeeds, so no client ever receives a complete, wrong file.
+* **Room on a full disk.** When the store's filesystem is full (a chunk's write or record, a
+  new partial's record or the publishing of a file fails with :class:`StoreFull`) and the
+  store has a size cap, gc trims the store once (in a thread, one run at a time) to the cap
+  less what the file still needs, and the write is tried again before readers get the error
+  (HTTP 507).
 
 Everything here runs on one asyncio loop; disk work goes to the default executor.
 """
@@ -22,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from hoard.store.errors import HoardError, IntegrityError, OriginUnavailable
+from hoard.store.errors import HoardError, IntegrityError, OriginUnavailable, StoreFull
+from hoard.store.gc import execute_gc, plan_gc
 from hoard.store.partial import ChunkWriter, Discarded, Partial
 from hoard.store.store import Published, Store
 
@@ -126,6 +133,9 @@ class FetchCore:
         self._chunks: dict[tuple[str, int], ChunkFetch] = {}
         self._slots = asyncio.Semaphore(self.config.max_inflight)
         self._threads: set[asyncio.Future[Any]] = set()
+        # one gc at a time for room on a full disk; the count lets waiters skip a second run
+        self._room_lock = threading.Lock()
+        self._room_runs = 0
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -136,6 +146,36 @@ class FetchCore:
         self._threads.add(fut)
         fut.add_done_callback(self._threads.discard)
         return await fut
+
+    def _with_room(self, need: int, fn: Callable[..., T], *args: Any) -> T:
+        """(In a thread.) ``fn(*args)``; if the store is full and has a size cap, make room
+        with gc once and call it again. ``need`` is what the file being filled still needs:
+        gc trims the store to the cap minus that, so the file fits under the cap once
+        complete. Without a cap, or when gc frees nothing, the :class:`StoreFull` goes to the
+        caller."""
+        runs = self._room_runs
+        try:
+            return fn(*args)
+        except StoreFull as exc:
+            if not self._make_room(runs, exc, need):
+                raise
+        return fn(*args)
+
+    def _make_room(self, runs_seen: int, exc: StoreFull, need: int) -> bool:
+        cap = self.store.config.max_size
+        if cap is None:
+            return False
+        with self._room_lock:
+            if self._room_runs != runs_seen:
+                return True  # a gc finished since this attempt began: just try again
+            target = max(0, cap - need)
+            log.warning("%s: running gc down to %d bytes (size cap %d)", exc, target, cap)
+            try:
+                result = execute_gc(self.store, plan_gc(self.store, target))
+            finally:
+                self._room_runs += 1  # counted once done: attempts made meanwhile try again
+            log.info("gc for room: removed %d item(s), freed %d bytes", result.removed, result.freed)
+            return result.freed > 0
 
     async def open(self, rf: RemoteFile) -> OpenFile:
         """Open ``rf`` for reading; the same :class:`OpenFile` is shared by all its readers."""
@@ -162,7 +202,7 @@ class FetchCore:
                     self._retire(task.result())  # every waiter was cancelled: let go
 
     async def _open_new(self, rf: RemoteFile) -> OpenFile:
-        got = await self._io(self.store.open_file, rf.identity, rf.size, rf.expected)
+        got = await self._io(self._with_room, rf.size, self.store.open_file, rf.identity, rf.size, rf.expected)
         of = OpenFile(rf, None, got.b3) if isinstance(got, Published) else OpenFile(rf, got, None)
         self._files[rf.identity] = of
         return of
@@ -270,7 +310,8 @@ class FetchCore:
                 ) from None
             # shielded: a cancelled task leaves the commit to finish in its thread (it then
             # releases the chunk itself); shutdown waits for it
-            bad = await asyncio.shield(asyncio.ensure_future(self._io(writer.commit)))
+            need = writer.partial.size - writer.partial.present_bytes
+            bad = await asyncio.shield(asyncio.ensure_future(self._io(self._with_room, need, writer.commit)))
         except asyncio.CancelledError:
             if not writer.committing:
                 writer.abort()
@@ -321,7 +362,7 @@ class FetchCore:
         if p is None:
             return of.b3
         try:
-            b3 = await self._io(p.finalize)
+            b3 = await self._io(self._with_room, 0, p.finalize)
         except IntegrityError as exc:
             of.error = exc
             self.metrics.inc(m.ERRORS, kind="integrity")

@@ -170,8 +170,21 @@ def ingest_file(
     aliases = list(aliases)
     if expected is not None and expected.alias:
         aliases.append(expected.alias)
-    publish(layout, index, tmp, b3, size, aliases)
+    _publish_or_drop(layout, index, tmp, b3, size, aliases)
     return b3, size
+
+
+def _publish_or_drop(layout: Layout, index: Index, tmp: Path, b3: str, size: int, aliases: list[str]) -> None:
+    """Publish a temporary file; if that fails (a full index, say), delete it at once rather
+    than leave its space taken until gc finds it stale an hour later."""
+    try:
+        publish(layout, index, tmp, b3, size, aliases)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def _read_full(fd: int, buf: mmap.mmap) -> int:
@@ -225,7 +238,12 @@ def ingest_bytes(
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
-    finally:
+    except BaseException as exc:
         os.close(fd)
-    publish(layout, index, tmp, b3, len(data), aliases)
+        os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise StoreFull(f"no space left storing a {len(data)}-byte object") from exc
+        raise
+    os.close(fd)
+    _publish_or_drop(layout, index, tmp, b3, len(data), aliases)
     return b3, len(data)

@@ -9,18 +9,19 @@ lookups (refs that expired, names never seen) are the proxy's business.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
+import lmdb
 
 from .address import Address, check_path
-from .errors import InvalidAddress, NotFound, UsageError
-from .locks import gc_lock
-from .records import Snapshot, TreeEntry
+from .errors import Busy, InvalidAddress, NotFound, UsageError
+from .records import BlobRecord, Snapshot, TreeEntry
+from .removal import Doomed, Removed, remove
+from .retention import RemoveRules, Retention
 from .store import Store
 
 __all__ = [
@@ -104,14 +105,26 @@ def file_state(store: Store, path: str, entry: TreeEntry) -> FileState:
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            if not full.is_file():
-                continue  # sockets, fifos, dangling links
-            rel = full.relative_to(root).as_posix()
-            yield check_path(rel), full
+    """(relative path, file to read) for every regular file under ``root``, sorted.
+
+    Nothing outside ``root`` is ever read: entries are examined with ``lstat``
+    (:func:`~hoard.store.safefs.scan_tree`), folders are entered only when they are real
+    folders, and a link is followed only when its resolved target is a regular file inside
+    ``root``. Links leaving ``root`` refuse the whole import *before* the first file is
+    yielded (:class:`UsageError` naming them all), so nothing of it is added; FIFOs, sockets,
+    devices, dangling links and links to folders are skipped with a warning.
+    """
+    import logging
+
+    from .safefs import scan_tree
+
+    scan = scan_tree(root, skip_dirs=_SKIP_DIRS)
+    if scan.escaping:
+        raise UsageError(scan.escaping_message(root) + "; nothing was added (copy the files in, or remove the links)")
+    for note in scan.skipped:
+        logging.getLogger("hoard.catalog").warning("hoard: skipped %s: not a regular file", note)
+    for rel, full in scan.files:
+        yield check_path(rel), full
 
 
 def snapshot_id(files: dict[str, TreeEntry]) -> str:
@@ -141,20 +154,50 @@ def add_directory(
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory")
     files: dict[str, TreeEntry] = {}
+    sources: dict[str, Path] = {}
     for rel, full in _walk(directory):
         if on_file is not None:
             on_file(rel, full.stat().st_size)
         b3, size = store.add_file(full, progress=progress)
         files[rel] = TreeEntry(size, f"b3:{b3}", {})
+        sources[rel] = full
     if not files:
         raise UsageError(f"{directory} holds no files")
     rev = snapshot_id(files)
     refs = {default_ref("local")}
     if addr.revision:
         refs.add(addr.revision)
-    snap = Snapshot(files, int(time.time()), {"source_dir": str(directory.resolve())})
-    store.put_snapshot(addr.repo_key, rev, snap, refs=sorted(refs))
+    # no origin can give this content back: gc keeps it until `hoard rm` (retention.py)
+    snap = Snapshot(files, int(time.time()), {"source_dir": str(directory.resolve()), "no_origin": True})
+    _record_local(store, addr.repo_key, rev, snap, sorted(refs), sources, progress)
     return rev, snap
+
+
+def _record_local(
+    store: Store,
+    repo: str,
+    rev: str,
+    snap: Snapshot,
+    refs: list[str],
+    sources: dict[str, Path],
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Record a local snapshot once every blob it names is in the store.
+
+    Until the snapshot is recorded its blobs are nobody's, and gc may take any whose grace
+    period ran out while a long import went on. The snapshot is written only under the shared
+    gc lock after checking them all (:meth:`Store.put_snapshot_if_complete`); a file whose
+    blob was collected meanwhile is imported again from its source.
+    """
+    for _ in range(3):
+        missing = store.put_snapshot_if_complete(repo, rev, snap, refs)
+        if not missing:
+            return
+        for rel in missing:
+            b3, _ = store.add_file(sources[rel], progress=progress)
+            if f"b3:{b3}" != snap.files[rel].identity:
+                raise UsageError(f"{sources[rel]} changed while it was being added; add it again")
+    raise Busy(f"could not record {repo}: gc kept removing its files while they were added")
 
 
 # -- listing ----------------------------------------------------------------------------------
@@ -231,34 +274,10 @@ def pin_target(store: Store, addr: Address) -> str:
 
 
 def protected_blobs(store: Store) -> set[str]:
-    """BLAKE3s gc must keep: pinned blobs and every blob of a pinned snapshot."""
-    keep: set[str] = set()
+    """BLAKE3s gc must keep whatever the limit: pinned blobs and every blob of a pinned
+    revision (the other retention rules are in retention.py)."""
     with store.index.read() as txn:
-        for target, _ in store.index.iter_pins(txn):
-            if target.startswith("blob:"):
-                keep.add(target[5:])
-            elif target.startswith("snapshot:"):
-                repo, _, rev = target[9:].rpartition("@")
-                raw = store.index.get_snapshot(repo, rev)
-                if raw is None:
-                    continue
-                for entry in raw.files.values():
-                    b3 = store.index.resolve(entry.identity, txn)
-                    if b3 is not None:
-                        keep.add(b3)
-    return keep
-
-
-def protected_aliases(store: Store) -> set[str]:
-    """Identities of files in pinned snapshots (their partials are kept too)."""
-    out: set[str] = set()
-    for target in store.pins():
-        if target.startswith("snapshot:"):
-            repo, _, rev = target[9:].rpartition("@")
-            snap = store.index.get_snapshot(repo, rev)
-            if snap is not None:
-                out.update(e.identity for e in snap.files.values())
-    return out
+        return Retention(store, txn).protected
 
 
 # -- removal ----------------------------------------------------------------------------------
@@ -266,12 +285,16 @@ def protected_aliases(store: Store) -> set[str]:
 
 @dataclass
 class RemovePlan:
-    """What ``hoard rm`` will delete: snapshots, refs, and blobs no other snapshot uses."""
+    """What ``hoard rm`` will delete: snapshots, refs, and blobs nothing else uses."""
 
     snapshots: list[tuple[str, str]] = field(default_factory=list)
     refs: list[tuple[str, str]] = field(default_factory=list)
     blobs: list[tuple[str, int]] = field(default_factory=list)
     kept_pinned: list[str] = field(default_factory=list)
+    #: blobs of what is removed that another revision (or another file) still uses
+    kept_shared: list[str] = field(default_factory=list)
+    #: (repo, revision, path) when one file's blob is removed
+    file: tuple[str, str, str] | None = None
 
     @property
     def freed(self) -> int:
@@ -284,23 +307,33 @@ class RemovePlan:
             "blobs": [b for b, _ in self.blobs],
             "freed_bytes": self.freed,
             "kept_pinned": self.kept_pinned,
+            "kept_shared": self.kept_shared,
         }
 
 
-def plan_remove(store: Store, addr: Address, *, force: bool = False) -> RemovePlan:
-    """Plan removing a repo (all revisions), one revision, or one file's blob.
+def _rules(store: Store, plan: RemovePlan, txn: lmdb.Transaction) -> RemoveRules:
+    return RemoveRules(store, txn, gone=plan.snapshots, file=plan.file)
 
-    A pinned revision is refused unless ``force`` (which also drops its pin).
-    """
-    plan = RemovePlan()
-    protected = protected_blobs(store)
-    if addr.path:
-        entry, b3 = cached_blob(store, addr, "has no complete blob to remove")
-        if b3 in protected:
-            plan.kept_pinned.append(b3)
-        else:
-            plan.blobs.append((b3, entry.size))
-        return plan
+
+class _RemovePolicy:
+    """The plan's rules again inside each removal transaction (removal.py)."""
+
+    def __init__(self, store: Store, plan: RemovePlan) -> None:
+        self.store = store
+        self.plan = plan
+        self._rules: RemoveRules | None = None
+
+    def blob(self, txn: lmdb.Transaction, b3: str, rec: BlobRecord) -> str | None:
+        if self._rules is None or self._rules.txn is not txn:
+            self._rules = _rules(self.store, self.plan, txn)
+        return self._rules.reason(b3, rec)
+
+    def partial(self, txn: lmdb.Transaction, alias: str) -> str | None:
+        return None
+
+
+def _doomed_revisions(store: Store, addr: Address, force: bool) -> set[tuple[str, str]]:
+    """The (repo, revision) pairs a repo or revision address removes; pinned ones need force."""
     if addr.revision:
         rev, _ = resolve_cached(store, addr)
         doomed = {(addr.repo_key, rev)}
@@ -311,50 +344,49 @@ def plan_remove(store: Store, addr: Address, *, force: bool = False) -> RemovePl
     pinned = sorted(f"{r}@{v}" for r, v in doomed if f"snapshot:{r}@{v}" in store.pins())
     if pinned and not force:
         raise UsageError(f"{', '.join(pinned)} is pinned: `hoard unpin` it first, or remove with --force")
-    plan.snapshots = sorted(doomed)
-    for ref, rec in store.refs(addr.repo_key).items():
-        if not addr.revision or (addr.repo_key, rec.revision) in doomed:
-            plan.refs.append((addr.repo_key, ref))
-    # blobs used by the doomed snapshots and by no other snapshot
-    used_elsewhere: set[str] = set()
+    return doomed
+
+
+def plan_remove(store: Store, addr: Address, *, force: bool = False) -> RemovePlan:
+    """Plan removing a repo (all revisions), one revision, or one file's blob.
+
+    A pinned revision is refused unless ``force`` (which also drops its pin). A blob is
+    removed only if nothing that stays uses it: no other revision of any repo, no other
+    file of the same revision, no pin.
+    """
+    plan = RemovePlan()
     candidates: dict[str, int] = {}
+    if addr.path:
+        rev, _ = resolve_cached(store, addr)
+        entry, b3 = cached_blob(store, addr, "has no complete blob to remove")
+        plan.file = (addr.repo_key, rev, addr.path)
+        candidates[b3] = entry.size
+    else:
+        plan.snapshots = sorted(_doomed_revisions(store, addr, force))
+        for ref, rec in store.refs(addr.repo_key).items():
+            if not addr.revision or (addr.repo_key, rec.revision) in plan.snapshots:
+                plan.refs.append((addr.repo_key, ref))
+        for repo, rev in plan.snapshots:
+            snap = store.get_snapshot(repo, rev)
+            for entry in snap.files.values() if snap else ():
+                b3 = store.resolve(entry.identity)
+                if b3 is not None:
+                    candidates[b3] = entry.size
     with store.index.read() as txn:
-        for repo, rev, snap in store.index.iter_snapshots(txn):
-            target = candidates if (repo, rev) in doomed else None
-            for entry in snap.files.values():
-                b3 = store.index.resolve(entry.identity, txn)
-                if b3 is None:
-                    continue
-                if target is not None:
-                    target[b3] = entry.size
-                else:
-                    used_elsewhere.add(b3)
-    for b3, size in sorted(candidates.items()):
-        if b3 in used_elsewhere:
-            continue
-        if b3 in protected:
-            plan.kept_pinned.append(b3)
-        else:
-            plan.blobs.append((b3, size))
+        rules = _rules(store, plan, txn)
+        for b3, size in sorted(candidates.items()):
+            why = rules.reason(b3, store.index.get_blob(b3, txn))
+            if why is None:
+                plan.blobs.append((b3, size))
+            elif why.startswith("pinned"):
+                plan.kept_pinned.append(b3)
+            else:
+                plan.kept_shared.append(b3)
     return plan
 
 
-def execute_remove(store: Store, plan: RemovePlan) -> None:
-    """Carry out a plan: index entries first, then files (invariant 4)."""
-    with gc_lock(store.layout.gc_lock, exclusive=True):
-        with store.index.write() as txn:
-            for repo, ref in plan.refs:
-                store.index.delete_ref_in(txn, repo, ref)
-            for repo, rev in plan.snapshots:
-                store.index.delete_snapshot_in(txn, repo, rev)
-                store.index.delete_pin_in(txn, f"snapshot:{repo}@{rev}")
-            for b3, _ in plan.blobs:
-                store.index.delete_blob_in(txn, b3)
-                store.index.delete_pin_in(txn, f"blob:{b3}")
-        for repo, rev in plan.snapshots:
-            store.forget_snapshot(repo, rev)
-        for b3, _ in plan.blobs:
-            try:
-                os.unlink(store.blob_path(b3))
-            except FileNotFoundError:
-                pass
+def execute_remove(store: Store, plan: RemovePlan) -> Removed:
+    """Carry out a plan through the store's one removal path (removal.py), re-checking each
+    blob there; returns what was removed and what was kept after all."""
+    doomed = Doomed(blobs=[b3 for b3, _ in plan.blobs], snapshots=list(plan.snapshots), refs=list(plan.refs))
+    return remove(store, doomed, policy=_RemovePolicy(store, plan))

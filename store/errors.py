@@ -142,6 +142,9 @@ class StoreFull(HoardError, OSError):
     def __init__(self, message: str) -> None:
         OSError.__init__(self, _errno.ENOSPC, message)
 
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message alone, not "[Errno 28] ..."
+
 
 class Busy(HoardError):
     kind = "busy"

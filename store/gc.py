@@ -1,36 +1,42 @@
 """Garbage collection: plan, then execute (``hoard gc [--max-size SIZE] [--dry-run]``).
 
-The plan ranks unpinned blobs by last access (oldest first) and idle partials by their last
-write, and takes victims until the store fits ``max_size``. It never takes a pinned blob, a
-blob or partial of a pinned snapshot, or a partial some process has open (its live lock is
-held). It also takes leftovers that cost space and mean nothing: stray temporary files and
-partial files without a record.
+The plan walks blobs and idle partials from the least recently used on and takes victims
+until the store fits ``max_size``. What it passes over on the way, it lists as ``kept`` with
+the reason (see retention.py): pinned, a file of a pinned revision, content no origin can give
+back (the ``local`` source, pushed repos), used within ``gc_grace``, open in some process, or
+a partial being filled. It also takes leftovers that cost space and mean nothing: stray
+temporary files and partial files without a record.
 
-Execution re-checks each victim under the exclusive gc lock (pins may have been added, a blob
-may have been touched by a reader since the plan), removes index entries first and files after
-(DESIGN.md §2, invariant 4), in batches so publishers are never blocked for long.
+Execution hands the victims to :func:`hoard.store.removal.remove` in batches, with a policy
+that re-checks every rule at the last moment (pins may have been added, a blob used, a local
+snapshot may have come to use it since the plan), so the plan is advice, never a licence.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import protected_aliases, protected_blobs
-from .locks import LIVE_OFFSET, gc_lock, try_lock
+import lmdb
+
+from .errors import StoreFull
+from .locks import LIVE_OFFSET, try_lock
+from .records import BlobRecord
+from .removal import Doomed, remove
+from .retention import REASON_OPEN, Retention
 from .store import Store
 
-__all__ = ["GcPlan", "GcResult", "plan_gc", "execute_gc"]
+__all__ = ["Victim", "Kept", "GcPlan", "GcResult", "plan_gc", "execute_gc", "blob_is_open"]
 
 log = logging.getLogger("hoard.gc")
 
-_BATCH = 256
 _TMP_MAX_AGE = 3600.0  # a temp file untouched for an hour belongs to a dead process
+_STRAY_PARTIAL_AGE = 60.0  # a partial file is created just before its record: give it time
 
 
 @dataclass
@@ -39,9 +45,23 @@ class Victim:
     name: str  # b3, alias, or path
     size: int
     last_access: float
+    tag: str = ""  # a partial's incarnation
 
     def as_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "name": self.name, "size": self.size, "last_access": int(self.last_access)}
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Something the plan passed over although the limit asked for more room, and why."""
+
+    kind: str  # "blob" | "partial"
+    name: str
+    size: int
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "name": self.name, "size": self.size, "reason": self.reason}
 
 
 @dataclass
@@ -49,8 +69,10 @@ class GcPlan:
     max_size: int | None
     total_before: int
     victims: list[Victim] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
     protected: int = 0
     busy_partials: int = 0
+    now: float = 0.0
 
     @property
     def freed(self) -> int:
@@ -69,6 +91,7 @@ class GcPlan:
             "protected_blobs": self.protected,
             "busy_partials": self.busy_partials,
             "victims": [v.as_dict() for v in self.victims],
+            "kept": [k.as_dict() for k in self.kept],
         }
 
 
@@ -77,9 +100,10 @@ class GcResult:
     removed: int = 0
     freed: int = 0
     skipped: int = 0
+    kept: dict[str, str] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, int]:
-        return {"removed": self.removed, "freed": self.freed, "skipped": self.skipped}
+    def as_dict(self) -> dict[str, object]:
+        return {"removed": self.removed, "freed": self.freed, "skipped": self.skipped, "kept": self.kept}
 
 
 def _partial_is_busy(path: Path) -> bool:
@@ -95,51 +119,81 @@ def _partial_is_busy(path: Path) -> bool:
         os.close(fd)
 
 
-def plan_gc(store: Store, max_size: int | None) -> GcPlan:
-    """Decide what to delete; changes nothing."""
-    protected = protected_blobs(store)
-    keep_aliases = protected_aliases(store)
-    blobs: list[Victim] = []
-    partials: list[Victim] = []
-    total = 0
+def blob_is_open(store: Store, b3: str) -> bool:
+    """True if some process holds the blob's file open through the store (a shared flock)."""
+    try:
+        fd = os.open(store.blob_path(b3), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # drops the probe's lock too
+    return False
+
+
+@dataclass
+class _Candidate:
+    victim: Victim
+    record: BlobRecord | None = None  # blobs
+    busy: bool = False  # partials
+
+
+def plan_gc(store: Store, max_size: int | None, *, now: float | None = None) -> GcPlan:
+    """Decide what to delete; changes nothing. ``now`` is the clock the grace period is
+    measured against (default: the current time)."""
+    now = time.time() if now is None else now
+    candidates: list[_Candidate] = []
     known_partial_files: set[str] = set()
-    busy = 0
+    total = 0
     with store.index.read() as txn:
+        keep = Retention(store, txn, now)
         for b3, rec in store.index.iter_blobs(txn):
             total += rec.size
-            if b3 not in protected and rec.pins == 0:
-                blobs.append(Victim("blob", b3, rec.size, rec.last_access))
+            candidates.append(_Candidate(Victim("blob", b3, rec.size, store.last_access(b3, rec)), rec))
         for alias, prec in store.index.iter_partials(txn):
             path = store.layout.partial_path(alias, prec.tag)
             known_partial_files.add(path.name)
             cs = prec.chunk_size
             present = sum(min(cs, prec.size - i * cs) for i in store.index.chunk_sums(alias, txn))
             total += present
-            if alias in keep_aliases:
-                continue
-            if _partial_is_busy(path):
-                busy += 1
-                continue
             try:
                 mtime = path.stat().st_mtime
             except FileNotFoundError:
                 mtime = 0.0
-            partials.append(Victim("partial", alias, present, mtime))
-    plan = GcPlan(max_size=max_size, total_before=total, protected=len(protected), busy_partials=busy)
-    plan.victims.extend(_strays(store, known_partial_files))
-    if max_size is not None and total > max_size:
-        excess = total - max_size
-        for victim in sorted(blobs + partials, key=lambda v: (v.last_access, v.kind)):
-            if excess <= 0:
-                break
-            plan.victims.append(victim)
-            excess -= victim.size
+            victim = Victim("partial", alias, present, mtime, prec.tag)
+            candidates.append(_Candidate(victim, busy=_partial_is_busy(path)))
+        plan = GcPlan(max_size=max_size, total_before=total, protected=len(keep.protected), now=now)
+        plan.busy_partials = sum(1 for c in candidates if c.busy)
+        plan.victims.extend(_strays(store, known_partial_files, now))
+        if max_size is not None and total > max_size:
+            _choose(store, plan, keep, candidates, total - max_size)
     return plan
 
 
-def _strays(store: Store, known_partial_files: set[str]) -> list[Victim]:
+def _choose(store: Store, plan: GcPlan, keep: Retention, candidates: list[_Candidate], excess: int) -> None:
+    """Walk candidates least recently used first, taking victims until ``excess`` is freed."""
+    for cand in sorted(candidates, key=lambda c: (c.victim.last_access, c.victim.kind)):
+        if excess <= 0:
+            break
+        v = cand.victim
+        if cand.record is not None:
+            why = keep.reason(v.name, cand.record) or (REASON_OPEN if blob_is_open(store, v.name) else None)
+        elif v.name in keep.pinned_aliases:
+            why = "pinned revision"
+        else:
+            why = "being filled" if cand.busy else None
+        if why is not None:
+            plan.kept.append(Kept(v.kind, v.name, v.size, why))
+            continue
+        plan.victims.append(v)
+        excess -= v.size
+
+
+def _strays(store: Store, known_partial_files: set[str], now: float) -> list[Victim]:
     out = []
-    now = time.time()
     for entry in os.scandir(store.layout.tmp):
         st = entry.stat(follow_symlinks=False)
         if now - st.st_mtime > _TMP_MAX_AGE:
@@ -148,99 +202,53 @@ def _strays(store: Store, known_partial_files: set[str]) -> list[Victim]:
         if entry.name in known_partial_files:
             continue
         st = entry.stat(follow_symlinks=False)
-        # a partial file is created just before its record; give its creator time
-        if now - st.st_mtime > 60 and not _partial_is_busy(Path(entry.path)):
+        if now - st.st_mtime > _STRAY_PARTIAL_AGE and not _partial_is_busy(Path(entry.path)):
             out.append(Victim("stray", entry.path, st.st_blocks * 512, st.st_mtime))
     return out
 
 
+class _GcPolicy:
+    """The plan's rules again, in the removal's transaction, plus "not used since planning"."""
+
+    def __init__(self, store: Store, plan: GcPlan) -> None:
+        self.store = store
+        self.now = time.time() if not plan.now else max(plan.now, time.time())
+        self.planned = {v.name: v.last_access for v in plan.victims}
+        self._retention: Retention | None = None
+
+    def _rules(self, txn: lmdb.Transaction) -> Retention:
+        if self._retention is None or self._retention.txn is not txn:
+            self._retention = Retention(self.store, txn, self.now)  # pins as of this batch
+        return self._retention
+
+    def blob(self, txn: lmdb.Transaction, b3: str, rec: BlobRecord) -> str | None:
+        why = self._rules(txn).reason(b3, rec)
+        if why is None and self.store.last_access(b3, rec) > self.planned.get(b3, 0):
+            why = "used since planning"
+        return why
+
+    def partial(self, txn: lmdb.Transaction, alias: str) -> str | None:
+        return "pinned revision" if alias in self._rules(txn).pinned_aliases else None
+
+
 def execute_gc(store: Store, plan: GcPlan, progress: Callable[[int], None] | None = None) -> GcResult:
     """Carry out a plan, re-checking every victim; returns what was actually removed."""
-    result = GcResult()
-    store.flush_access()
-    blobs = [v for v in plan.victims if v.kind == "blob"]
-    for start in range(0, len(blobs), _BATCH):
-        batch = blobs[start : start + _BATCH]
-        doomed: list[Victim] = []
-        with gc_lock(store.layout.gc_lock, exclusive=True):
-            protected = protected_blobs(store)  # pins may have been added since the last batch
-            with store.index.write() as txn:
-                for v in batch:
-                    rec = store.index.get_blob(v.name, txn)
-                    if rec is None or rec.pins or v.name in protected or rec.last_access > v.last_access:
-                        result.skipped += 1
-                        continue
-                    store.index.delete_blob_in(txn, v.name)
-                    doomed.append(v)
-            # the deletion must be durable before the files go, or a machine crash could bring
-            # back index entries whose files are gone
-            store.index.env.sync(True)
-            for v in doomed:
-                try:
-                    os.unlink(store.blob_path(v.name))
-                except FileNotFoundError:
-                    pass
-        result.removed += len(doomed)
-        result.freed += sum(v.size for v in doomed)
-        if progress is not None:
-            progress(len(batch))
-    keep_aliases = protected_aliases(store)
+    try:
+        store.flush_access()  # this process's recent uses count too
+    except StoreFull as exc:  # they are still consulted from memory (Store.last_access)
+        log.warning("gc: could not write last-access times: %s", exc)
+    doomed = Doomed(
+        blobs=[v.name for v in plan.victims if v.kind == "blob"],
+        partials=[(v.name, v.tag) for v in plan.victims if v.kind == "partial"],
+        files=[Path(v.name) for v in plan.victims if v.kind == "stray"],
+    )
+    done = remove(store, doomed, policy=_GcPolicy(store, plan), spare_open=True, progress=progress)
+    removed = set(done.blobs) | set(done.partials) | set(done.files)
+    result = GcResult(kept=done.kept)
     for v in plan.victims:
-        try:
-            if v.kind == "partial":
-                removed = v.name not in keep_aliases and _remove_partial(store, v.name)
-            elif v.kind == "stray":
-                removed = _remove_stray(Path(v.name))
-            else:
-                continue
-        except OSError as exc:  # one unremovable leftover must not stop the rest
-            log.warning("gc: could not remove %s: %s", v.name, exc)
-            removed = False
-        if removed:
+        if v.name in removed:
             result.removed += 1
             result.freed += v.size
         else:
             result.skipped += 1
-        if progress is not None and v.kind != "blob":
-            progress(1)
     return result
-
-
-def _remove_stray(path: Path) -> bool:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)  # e.g. the unpack directory of a killed `hoard import`
-        return True
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _remove_partial(store: Store, alias: str) -> bool:
-    rec = store.index.get_partial(alias)
-    if rec is None:
-        return False
-    path = store.layout.partial_path(alias, rec.tag)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        fd = None
-    except PermissionError:
-        return False  # being published
-    try:
-        if fd is not None and not try_lock(fd, LIVE_OFFSET, exclusive=True):
-            return False  # someone opened it since the plan
-        with store.index.write() as txn:
-            cur = store.index.get_partial(alias, txn)
-            if cur is None or cur.tag != rec.tag:
-                return False
-            store.index.delete_partial_in(txn, alias)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        return True
-    finally:
-        if fd is not None:
-            os.close(fd)

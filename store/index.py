@@ -59,6 +59,19 @@ def _chunk_key(alias: str, index: int) -> bytes:
     return alias.encode() + b"\0" + index.to_bytes(4, "big")
 
 
+def _is_space_error(exc: lmdb.Error) -> bool:
+    """True for LMDB errors that mean the index could not grow: a full map or filesystem,
+    or the I/O error some filesystems report instead of ENOSPC."""
+    if isinstance(exc, (lmdb.MapFullError, lmdb.DiskError)):
+        return True
+    text = str(exc)
+    return "No space left" in text or "Input/output error" in text or "Disk quota" in text
+
+
+def _space_error(exc: lmdb.Error, what: str) -> StoreFull:
+    return StoreFull(f"{what}: {exc} (the store's filesystem is full or failing; `hoard gc` frees room)")
+
+
 class Index:
     """Typed access to the LMDB databases of one store."""
 
@@ -146,13 +159,41 @@ class Index:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[lmdb.Transaction]:
+        """A write transaction, committed when the block ends (aborted if it raises).
+
+        Any LMDB error at commit means the pages could not reach the disk (no space, a full
+        map, an I/O error of the filesystem under it): it is :class:`StoreFull`, so every
+        edge reports 507 / ENOSPC / exit 8 and gc can free room. Inside the block only the
+        errors that mean the same are translated; others (a bad key, say) stay bugs.
+        """
         try:
-            with self.env.begin(write=True) as txn:
-                yield txn
-        except lmdb.MapFullError as exc:
-            raise StoreFull(f"index is full: {exc}") from exc
-        except lmdb.DiskError as exc:
-            raise StoreFull(f"index write failed: {exc}") from exc
+            txn = self.env.begin(write=True)
+        except lmdb.Error as exc:
+            if _is_space_error(exc):
+                raise _space_error(exc, "cannot start an index write") from exc
+            raise
+        try:
+            yield txn
+        except lmdb.Error as exc:
+            txn.abort()
+            if _is_space_error(exc):
+                raise _space_error(exc, "index write failed") from exc
+            raise
+        except BaseException:
+            txn.abort()
+            raise
+        try:
+            txn.commit()
+        except lmdb.Error as exc:
+            raise _space_error(exc, "index commit failed") from exc
+
+    def sync(self) -> None:
+        """Force committed transactions to disk (``metasync=False`` leaves the last one to
+        the next commit or this call); failures are :class:`StoreFull` like commits."""
+        try:
+            self.env.sync(True)
+        except lmdb.Error as exc:
+            raise _space_error(exc, "index sync failed") from exc
 
     def read(self) -> lmdb.Transaction:
         return self.env.begin(write=False)
@@ -187,6 +228,11 @@ class Index:
         raw = txn.get(alias.encode(), db=self._db["aliases"])
         return None if raw is None else b3_hex(raw)
 
+    def alias_target(self, alias: str, txn: lmdb.Transaction) -> str | None:
+        """The BLAKE3 an alias record names, whether or not that blob is indexed."""
+        raw = txn.get(alias.encode(), db=self._db["aliases"])
+        return None if raw is None else b3_hex(raw)
+
     def put_alias_in(self, txn: lmdb.Transaction, alias: str, b3: str) -> None:
         if alias.startswith("b3:"):
             return  # a blob's own name needs no alias record
@@ -208,17 +254,34 @@ class Index:
                 out.append(k[len(key) :].decode())
         return out
 
+    def delete_alias_in(self, txn: lmdb.Transaction, alias: str) -> None:
+        """Remove an alias and its reverse (``byblob``) entry, so neither is left dangling."""
+        raw = txn.get(alias.encode(), db=self._db["aliases"])
+        if raw is not None:
+            txn.delete(raw + alias.encode(), db=self._db["byblob"])
+        txn.delete(alias.encode(), db=self._db["aliases"])
+
+    def delete_reverse_alias_in(self, txn: lmdb.Transaction, b3: str, alias: str) -> None:
+        """Remove one reverse entry (b3 → alias) whose alias points elsewhere or nowhere."""
+        txn.delete(b3_key(b3) + alias.encode(), db=self._db["byblob"])
+
     def delete_blob_in(self, txn: lmdb.Transaction, b3: str) -> None:
         """Remove a blob and every alias pointing at it (the file is the caller's to unlink)."""
         key = b3_key(b3)
         for alias in self.aliases_of(b3, txn):
-            txn.delete(alias.encode(), db=self._db["aliases"])
+            if txn.get(alias.encode(), db=self._db["aliases"]) == key:
+                txn.delete(alias.encode(), db=self._db["aliases"])
             txn.delete(key + alias.encode(), db=self._db["byblob"])
         txn.delete(key, db=self._db["blobs"])
 
     def iter_aliases(self, txn: lmdb.Transaction) -> Iterator[tuple[str, str]]:
         for key, raw in txn.cursor(db=self._db["aliases"]):
             yield key.decode(), b3_hex(raw)
+
+    def iter_reverse_aliases(self, txn: lmdb.Transaction) -> Iterator[tuple[str, str]]:
+        """(b3, alias) of every reverse entry, as ``aliases_of`` sees them."""
+        for key in txn.cursor(db=self._db["byblob"]).iternext(values=False):
+            yield b3_hex(key[:32]), key[32:].decode()
 
     # -- refs and snapshots ---------------------------------------------------------------
 
@@ -252,9 +315,11 @@ class Index:
     def _snap_key(repo: str, revision: str) -> bytes:
         return repo.encode() + b"@" + revision.encode()
 
-    def get_snapshot(self, repo: str, revision: str) -> Snapshot | None:
-        with self.read() as txn:
-            raw = txn.get(self._snap_key(repo, revision), db=self._db["snapshots"])
+    def get_snapshot(self, repo: str, revision: str, txn: lmdb.Transaction | None = None) -> Snapshot | None:
+        if txn is None:
+            with self.read() as txn:
+                return self.get_snapshot(repo, revision, txn)
+        raw = txn.get(self._snap_key(repo, revision), db=self._db["snapshots"])
         return None if raw is None else Snapshot.decode(raw)
 
     def put_snapshot_in(self, txn: lmdb.Transaction, repo: str, revision: str, snap: Snapshot) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import blake3
 
-__all__ = ["Layout"]
+__all__ = ["Layout", "fsync_dir"]
 
 _SAFE_ALIAS = re.compile(r"[a-z0-9]+:[A-Za-z0-9_-]{1,128}")
 
@@ -37,6 +37,11 @@ class Layout:
     @property
     def gc_lock(self) -> Path:
         return self.home / "index" / "gc.lock"
+
+    @property
+    def reserve(self) -> Path:
+        """Space held back so that removals can commit on a full filesystem (reserve.py)."""
+        return self.home / "index" / "reserve"
 
     def create(self) -> None:
         for d in (self.home, self.index, self.blobs, self.partial, self.tmp):

@@ -23,6 +23,7 @@ Rules (DESIGN.md §2, invariants 2, 4, 5):
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import threading
@@ -136,6 +137,9 @@ def open_partial(
         if cur is None or cur.tag != rec.tag or not _still_linked(fd, path):
             os.close(fd)
             continue
+        if not _share_inode(fd):
+            os.close(fd)
+            continue  # published meanwhile, and gc is looking at the blob: look again
         if os.fstat(fd).st_size != size:
             os.ftruncate(fd, size)
         return Partial(layout, index, alias, cur, fd, sums)
@@ -150,6 +154,28 @@ def forget_missing_blob(layout: Layout, index: Index, b3: str) -> None:
             return
         with index.write() as txn:
             index.delete_blob_in(txn, b3)
+
+
+def _share_inode(fd: int) -> bool:
+    """Hold a shared ``flock`` on the partial's inode for as long as ``fd`` (or a dup) is open.
+
+    Publishing links this very inode as the blob, so a process still holding the partial
+    open holds the blob open in gc's eyes (gc takes the flock exclusively before deleting a
+    blob, as :meth:`Store.open_blob`'s readers expect). Only gc takes it exclusively, and
+    only once the inode is a blob; then this returns False instead of waiting.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _still_linked(fd: int, path: Path) -> bool:
@@ -179,6 +205,7 @@ def _create(
         os.unlink(path)
         raise StoreFull(f"cannot create a {size}-byte partial: {exc}") from exc
     try_lock(fd, LIVE_OFFSET, exclusive=False)
+    _share_inode(fd)
     rec = PartialRecord(size=size, chunk_size=chunk_size, created=int(time.time()), tag=tag, expected=expected)
     try:
         with index.write() as txn:
@@ -458,7 +485,7 @@ class Partial:
             up = self._hasher.upstream_hex()
             if exp is not None and exp.prefix and up is not None:
                 aliases.append(f"{exp.kind}:{up}")
-            linked = publish(self.layout, self.index, self.path, b3, self.size, aliases, keep_src=True)
+            publish(self.layout, self.index, self.path, b3, self.size, aliases, keep_src=True)
             with self.index.write() as txn:
                 rec = self.index.get_partial(self.alias, txn)
                 if rec is not None and rec.tag == self.rec.tag:
@@ -467,9 +494,10 @@ class Partial:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
-            if linked:
-                # read-only only now: until the partial's record was gone, other processes
-                # still opened this inode read-write through its partial name
+            if _same_file(self.fd, self.layout.blob_path(b3)):
+                # this inode is the blob (linked now, or by an attempt that failed to index
+                # it, on a full disk say); read-only only now: until the partial's record was
+                # gone, other processes still opened this inode read-write through its name
                 os.fchmod(self.fd, 0o444)
             self.b3 = b3
             return b3
@@ -561,7 +589,11 @@ class ChunkWriter:
         self.pos = min(self.pos, to)
 
     def commit(self) -> list[int]:
-        """Write, sync and mark the chunk present; returns chunks found corrupt hashing on."""
+        """Write, sync and mark the chunk present; returns chunks found corrupt hashing on.
+
+        On :class:`StoreFull` the chunk stays claimed with its bytes in memory, so the caller
+        may make room and call ``commit`` again; it must otherwise :meth:`abort`.
+        """
         with self._state:
             buf = self._buf
             if buf is None or self._disposed:
@@ -580,8 +612,18 @@ class ChunkWriter:
             with self._state:
                 self._buf = None
             self.partial._keep_ready(self.index, buf)
-        finally:
+        except StoreFull:
+            # retryable once room is made (the fetch core runs gc): keep the claim and the
+            # bytes; the caller commits again or aborts
+            if self._disposed:
+                self._finish()
+            raise
+        except BaseException:
             self._finish()
+            raise
+        else:
+            self._finish()
+        finally:
             with self._state:
                 self._committing = False
                 leftover = self._buf if self._disposed else None

@@ -15,12 +15,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .last_access import AccessLog
 from .blobs import ingest_bytes, ingest_file
 from .config import StoreConfig
 from .index import Index
 from .layout import Layout
+from .locks import gc_lock
 from .partial import Partial, Published, open_partial
 from .records import BlobRecord, ExpectedHash, PinRecord, RefRecord, Snapshot
+from .reserve import ensure_reserve
 
 __all__ = ["Store", "BlobInfo", "Published"]
 
@@ -47,8 +50,8 @@ class Store:
         self._current: dict[str, Partial] = {}
         self._held: dict[int, tuple[Partial, int]] = {}
         self._snapshots: OrderedDict[tuple[str, str], Snapshot] = OrderedDict()
-        self._touched: dict[str, int] = {}
-        self._last_flush = time.monotonic()
+        self._access = AccessLog(self.index, config.gc_grace, config.access_flush_interval)
+        ensure_reserve(self.layout)  # room for gc and rm to commit once the disk is full
 
     @property
     def home(self) -> Path:
@@ -59,7 +62,7 @@ class Store:
         return self.config.chunk_size
 
     def close(self) -> None:
-        self.flush_access()
+        self._access.close()
         with self._lock:
             held = [p for p, _ in self._held.values()]
             self._held.clear()
@@ -138,26 +141,21 @@ class Store:
             self.index.put_alias_in(txn, alias, b3)
 
     def touch(self, b3: str) -> None:
-        """Note a use of a blob; written to the index later, in one batch, by
-        :meth:`flush_access` (a long-running process calls it periodically, close() last)."""
-        self._touched[b3] = int(time.time())
+        """Note a use of a blob. Written to the index in batches by :meth:`flush_access` (a
+        long-running process calls it periodically, close() last), or within moments when
+        the index last saw the blob used more than half of ``gc_grace`` ago (last_access.py)."""
+        self._access.touch(b3)
+
+    def last_access(self, b3: str, rec: BlobRecord) -> int:
+        """The latest known use of a blob: its record, or this process's unwritten use."""
+        pending = self._access.pending(b3)
+        return rec.last_access if pending is None else max(rec.last_access, pending)
 
     def access_flush_due(self) -> bool:
-        return bool(self._touched) and time.monotonic() - self._last_flush > self.config.access_flush_interval
+        return self._access.flush_due()
 
     def flush_access(self) -> None:
-        with self._lock:
-            touched, self._touched = self._touched, {}
-            self._last_flush = time.monotonic()
-        if not touched:
-            return
-        with self.index.write() as txn:
-            for b3, when in touched.items():
-                rec = self.index.get_blob(b3, txn)
-                if rec is not None and rec.last_access < when:
-                    self.index.put_blob_in(
-                        txn, b3, BlobRecord(rec.size, rec.created, when, rec.pins)
-                    )
+        self._access.flush()
 
     # -- partials -------------------------------------------------------------------------
 
@@ -243,6 +241,27 @@ class Store:
             for ref in refs:
                 self.index.put_ref_in(txn, repo, ref, RefRecord(revision, now))
         self._cache_snapshot((repo, revision), snap)
+
+    def put_snapshot_if_complete(
+        self, repo: str, revision: str, snap: Snapshot, refs: Iterable[str] = ()
+    ) -> list[str]:
+        """Record a snapshot (as :meth:`put_snapshot`) only if every file's content is a
+        complete blob; returns the paths whose content is missing, and writes nothing then.
+
+        The check and the write happen under the shared gc lock, in one transaction: gc
+        (which holds that lock exclusively to delete) cannot remove a blob in between. For
+        content no origin can give back, whose blobs the snapshot is what protects.
+        """
+        now = time.time()
+        with gc_lock(self.layout.gc_lock, exclusive=False), self.index.write() as txn:
+            missing = sorted(p for p, e in snap.files.items() if self.index.resolve(e.identity, txn) is None)
+            if missing:
+                return missing
+            self.index.put_snapshot_in(txn, repo, revision, snap)
+            for ref in refs:
+                self.index.put_ref_in(txn, repo, ref, RefRecord(revision, now))
+        self._cache_snapshot((repo, revision), snap)
+        return []
 
     def _cache_snapshot(self, key: tuple[str, str], snap: Snapshot) -> None:
         with self._lock:

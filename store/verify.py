@@ -11,11 +11,14 @@ Findings:
   served again as valid;
 * ``missing``: an indexed blob whose file is gone — dropped from the index;
 * ``size``: a file whose length differs from the index — dropped;
-* ``dangling_alias``: an alias pointing at no blob — deleted;
+* ``dangling_alias``: an alias pointing at no blob — deleted, with its reverse entry;
+* ``stale_reverse_alias``: a reverse entry (blob → alias) whose alias names another blob or
+  none — deleted;
 * ``orphan``: a file under ``blobs/`` the index does not know — deleted;
 * ``partial_lost``: a partial record whose file is gone — deleted.
 
-With ``dry_run`` nothing is changed; the report is the same.
+With ``dry_run`` nothing is changed; the report is the same. Repairs go through the store's
+one removal path (removal.py): index entries first, a sync, then files, under the gc lock.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import blake3
+import lmdb
 
 from .index import b3_key
-from .locks import gc_lock
+from .records import BlobRecord
+from .removal import Doomed, remove
 from .store import Store
 
 __all__ = ["Finding", "VerifyReport", "select_blobs", "verify"]
@@ -120,72 +126,100 @@ def verify(
     deep: bool = False,
     dry_run: bool = False,
     check_index: bool = True,
+    publish_grace: float = _PUBLISH_GRACE,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
+    """Re-hash ``blobs`` and (``check_index``) check the index against the files.
+
+    A file under ``blobs/`` the index does not know is an orphan only once it is older than
+    ``publish_grace`` seconds: until then it may be a blob being published.
+    """
     report = VerifyReport()
-    bad_blobs: list[str] = []
-    seen: dict[str, tuple[int, int]] = {}  # the file each finding is about (inode, mtime)
+    found = _Found()
     for b3, size in blobs:
-        path = str(store.blob_path(b3))
-        aliases: list[str] = []
-        if deep:
-            with store.index.read() as txn:
-                aliases = store.index.aliases_of(b3, txn)
-        kinds = {a.split(":", 1)[0] for a in aliases}
-        try:
-            st = os.stat(path)
-            got, ups, n = _hash_file(path, kinds if deep else set())
-        except FileNotFoundError:
-            report.findings.append(Finding("missing", b3, f"indexed blob has no file at {path}"))
-            bad_blobs.append(b3)
-            continue
-        report.checked += 1
-        report.bytes += n
-        if progress is not None:
-            progress(n)
-        if n != size:
-            report.findings.append(Finding("size", b3, f"file has {n} bytes, index says {size}"))
-            bad_blobs.append(b3)
-            seen[b3] = (st.st_ino, st.st_mtime_ns)
-        elif got != b3:
-            report.findings.append(Finding("damaged", b3, f"content hashes to {got}"))
-            bad_blobs.append(b3)
-            seen[b3] = (st.st_ino, st.st_mtime_ns)
-        else:
-            for alias in aliases:
-                kind, _, want = alias.partition(":")
-                if kind in ups and ups[kind] != want:
-                    report.findings.append(Finding("damaged", b3, f"{kind} is {ups[kind]}, alias says {want}"))
-                    bad_blobs.append(b3)
-                    seen[b3] = (st.st_ino, st.st_mtime_ns)
-                    break
-    orphans: list[str] = []
-    dangling: list[str] = []
-    lost_partials: list[str] = []
+        _check_blob(store, b3, size, deep, report, found, progress)
     if check_index:
-        orphans, dangling, lost_partials = _check_index(store, report)
+        _check_index(store, report, found, publish_grace)
     if not dry_run and report.findings:
-        _repair(store, bad_blobs, orphans, dangling, lost_partials, seen)
+        _repair(store, found)
         report.repaired = True
     return report
 
 
-def _check_index(store: Store, report: VerifyReport) -> tuple[list[str], list[str], list[str]]:
-    orphans: list[str] = []
-    dangling: list[str] = []
-    lost: list[str] = []
+@dataclass
+class _Found:
+    """What the repair removes: bad blobs (with the file each check saw), orphan files,
+    dangling aliases, stale reverse entries and partial records without their file."""
+
+    bad_blobs: list[str] = field(default_factory=list)
+    seen: dict[str, tuple[int, int]] = field(default_factory=dict)  # b3 -> (inode, mtime)
+    orphans: list[str] = field(default_factory=list)
+    dangling: list[str] = field(default_factory=list)
+    reverse: list[tuple[str, str]] = field(default_factory=list)
+    lost: list[tuple[str, str]] = field(default_factory=list)  # (alias, tag)
+
+
+def _check_blob(
+    store: Store,
+    b3: str,
+    size: int,
+    deep: bool,
+    report: VerifyReport,
+    found: _Found,
+    progress: Callable[[int], None] | None,
+) -> None:
+    path = str(store.blob_path(b3))
+    aliases: list[str] = []
+    if deep:
+        with store.index.read() as txn:
+            aliases = store.index.aliases_of(b3, txn)
+    kinds = {a.split(":", 1)[0] for a in aliases}
+    try:
+        st = os.stat(path)
+        got, ups, n = _hash_file(path, kinds if deep else set())
+    except FileNotFoundError:
+        report.findings.append(Finding("missing", b3, f"indexed blob has no file at {path}"))
+        found.bad_blobs.append(b3)
+        return
+    report.checked += 1
+    report.bytes += n
+    if progress is not None:
+        progress(n)
+    problem = None
+    if n != size:
+        problem = Finding("size", b3, f"file has {n} bytes, index says {size}")
+    elif got != b3:
+        problem = Finding("damaged", b3, f"content hashes to {got}")
+    else:
+        for alias in aliases:
+            kind, _, want = alias.partition(":")
+            if kind in ups and ups[kind] != want:
+                problem = Finding("damaged", b3, f"{kind} is {ups[kind]}, alias says {want}")
+                break
+    if problem is not None:
+        report.findings.append(problem)
+        found.bad_blobs.append(b3)
+        found.seen[b3] = (st.st_ino, st.st_mtime_ns)
+
+
+def _check_index(store: Store, report: VerifyReport, found: _Found, publish_grace: float) -> None:
+    lost: list[tuple[str, str]] = []
     with store.index.read() as txn:
         blobs_db = store.index.db("blobs")
         for alias, b3 in store.index.iter_aliases(txn):
             if txn.get(b3_key(b3), db=blobs_db) is None:
-                dangling.append(alias)
+                found.dangling.append(alias)
                 report.findings.append(Finding("dangling_alias", alias, f"points at unknown blob {b3}"))
+        for b3, alias in store.index.iter_reverse_aliases(txn):
+            if store.index.alias_target(alias, txn) != b3:
+                found.reverse.append((b3, alias))
+                report.findings.append(Finding("stale_reverse_alias", alias, f"blob {b3} lists it, it names another"))
         for alias, prec in store.index.iter_partials(txn):
             if not store.layout.partial_path(alias, prec.tag).exists():
-                lost.append(alias)
+                lost.append((alias, prec.tag))
     # a partial published since our snapshot of the index is not lost: look again
-    lost = [a for a in lost if _partial_file_missing(store, a)]
-    for alias in lost:
+    found.lost = [(a, tag) for a, tag in lost if _partial_file_missing(store, a)]
+    for alias, _ in found.lost:
         report.findings.append(Finding("partial_lost", alias, "partial record without its file"))
     now = time.time()
     if store.layout.blobs.is_dir():
@@ -197,11 +231,10 @@ def _check_index(store: Store, report: VerifyReport) -> tuple[list[str], list[st
                 if len(name) == 64 and _is_hex(name) and store.index.get_blob(name) is not None:
                     continue
                 # linking a blob into place changes its ctime; a young one may be mid-publish
-                if now - entry.stat(follow_symlinks=False).st_ctime < _PUBLISH_GRACE:
+                if now - entry.stat(follow_symlinks=False).st_ctime < publish_grace:
                     continue
-                orphans.append(entry.path)
+                found.orphans.append(entry.path)
                 report.findings.append(Finding("orphan", entry.path, "file not in the index"))
-    return orphans, dangling, lost
 
 
 def _partial_file_missing(store: Store, alias: str) -> bool:
@@ -226,35 +259,29 @@ def _unchanged(path: str, seen: tuple[int, int] | None) -> bool:
     return seen is not None and (st.st_ino, st.st_mtime_ns) == seen
 
 
-def _repair(
-    store: Store,
-    bad_blobs: list[str],
-    orphans: list[str],
-    dangling: list[str],
-    lost: list[str],
-    seen: dict[str, tuple[int, int]],
-) -> None:
-    with gc_lock(store.layout.gc_lock, exclusive=True):
-        # a blob refetched and published since it was checked is a new, good file: keep it
-        bad_blobs = [b3 for b3 in bad_blobs if _unchanged(str(store.blob_path(b3)), seen.get(b3))]
-        with store.index.write() as txn:
-            for b3 in bad_blobs:
-                store.index.delete_blob_in(txn, b3)
-            for alias in dangling:
-                txn.delete(alias.encode(), db=store.index.db("aliases"))
-            for alias in lost:
-                store.index.delete_partial_in(txn, alias)
-        for b3 in bad_blobs:
-            try:
-                os.unlink(store.blob_path(b3))
-            except FileNotFoundError:
-                pass
-        for path in orphans:
-            # re-check under the lock: a publisher may have indexed it since the scan
-            name = os.path.basename(path)
-            if len(name) == 64 and _is_hex(name) and store.index.get_blob(name) is not None:
-                continue
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+class _RepairPolicy:
+    """A blob refetched and published since it was checked is a new, good file: keep it."""
+
+    def __init__(self, store: Store, seen: dict[str, tuple[int, int]]) -> None:
+        self.store = store
+        self.seen = seen
+
+    def blob(self, txn: lmdb.Transaction, b3: str, rec: BlobRecord) -> str | None:
+        if _unchanged(str(self.store.blob_path(b3)), self.seen.get(b3)):
+            return None
+        return "replaced since it was checked"
+
+    def partial(self, txn: lmdb.Transaction, alias: str) -> str | None:
+        return None
+
+
+def _repair(store: Store, found: _Found) -> None:
+    """Remove what was found, through the one removal path (each item re-checked there)."""
+    doomed = Doomed(
+        blobs=found.bad_blobs,
+        aliases=found.dangling,
+        reverse_aliases=found.reverse,
+        partials=found.lost,
+        files=[Path(p) for p in found.orphans],
+    )
+    remove(store, doomed, policy=_RepairPolicy(store, found.seen))

@@ -48,8 +48,10 @@ def serve_env() -> dict[str, str]:
 class ProxyThread:
     """``hoard serve`` in-process: the real app on its own loop in a background thread."""
 
-    def __init__(self, home: Path, hf_endpoint: str, *, chunk_size: int = 1 << 20, **config: Any) -> None:
-        self.store = Store(StoreConfig(home, chunk_size=chunk_size))
+    def __init__(
+        self, home: Path, hf_endpoint: str, *, chunk_size: int = 1 << 20, gc_grace: float = 600.0, **config: Any
+    ) -> None:
+        self.store = Store(StoreConfig(home, chunk_size=chunk_size, gc_grace=gc_grace))
         fetch = config.pop("fetch", FetchConfig(chunk_attempts=4))
         self.config = ProxyConfig(host="127.0.0.1", port=0, hf_endpoint=hf_endpoint, http=TEST_HTTP, fetch=fetch, **config)
         self.loop = asyncio.new_event_loop()

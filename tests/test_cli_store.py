@@ -55,13 +55,18 @@ def test_add_ls_info_pin_gc_rm(hoard_env: dict[str, str], model_dir: Path) -> No
     summary = hoard_json(hoard_env, "info")
     assert summary["blobs"] == 2  # config.json and copy.json are one blob  # type: ignore[index]
 
+    rev = added["revision"]  # type: ignore[index]
     assert "pinned snapshot:local/me/m@" in hoard(hoard_env, "pin", "local/me/m").stdout
     plan = hoard_json(hoard_env, "gc", "--max-size", "0", "--dry-run")
     assert plan["victims"] == []  # type: ignore[index]
+    assert [k["reason"] for k in plan["kept"]] == [f"pinned revision local/me/m@{rev}"] * 2  # type: ignore[index]
     hoard(hoard_env, "unpin", "local/me/m")
+    # unpinned, local content still stays: no origin could give it back, only `rm` removes it
     plan = hoard_json(hoard_env, "gc", "--max-size", "0", "--dry-run")
-    assert len(plan["victims"]) == 2  # type: ignore[index]
-    assert "would remove 2 item(s)" in hoard(hoard_env, "gc", "--max-size", "0", "--dry-run").stdout
+    assert plan["victims"] == []  # type: ignore[index]
+    assert [k["reason"] for k in plan["kept"]] == [f"no origin (local/me/m@{rev})"] * 2  # type: ignore[index]
+    text = hoard(hoard_env, "gc", "--max-size", "0", "--dry-run").stdout
+    assert "would remove 0 item(s)" in text and "no origin (local/me/m@" in text
 
     removed = hoard_json(hoard_env, "rm", "local/me/m")
     assert len(removed["blobs"]) == 2  # type: ignore[index]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
 
 import blake3
@@ -14,10 +15,11 @@ from hoard.store.config import StoreConfig
 from hoard.store.errors import IntegrityError
 from hoard.store.hashing import git_blob_sha1
 from hoard.store.partial import Partial
-from hoard.store.records import ExpectedHash
+from hoard.store.records import BlobRecord, ExpectedHash
 from hoard.store.store import Published, Store
 
 from .conftest import CHUNK
+from .harness import wait_for
 
 
 def sha256(data: bytes) -> str:
@@ -224,14 +226,32 @@ def test_chunk_overflow_and_short_commit_are_refused(store: Store) -> None:
     assert p.claim(0) is not None  # the failed commit released the claim
 
 
-def test_touch_updates_last_access_in_batches(store: Store, tmp_path: Path) -> None:
-    f = tmp_path / "f"
-    f.write_bytes(b"x" * 10)
-    b3, _ = store.add_file(f)
-    before = store.blob(b3).record.last_access  # type: ignore[union-attr]
-    store._touched[b3] = before + 100  # as if read 100 s later
+def used_ago(store: Store, b3: str, seconds: int) -> int:
+    """Record (through the index API) that the blob was last used ``seconds`` ago."""
+    rec = store.blob(b3).record  # type: ignore[union-attr]
+    when = int(time.time()) - seconds
+    with store.index.write() as txn:
+        store.index.put_blob_in(txn, b3, BlobRecord(rec.size, rec.created, when, rec.pins))
+    return when
+
+
+def test_touch_updates_last_access_in_batches(store: Store) -> None:
+    b3, _ = store.add_bytes(b"x" * 10)
+    seen = used_ago(store, b3, 10)  # well within half of gc_grace: a hot blob
+    store.touch(b3)
+    assert store.blob(b3).record.last_access == seen  # type: ignore[union-attr]  # not yet: batched
+    assert store.last_access(b3, store.blob(b3).record) > seen  # type: ignore[union-attr]  # known here
     store.flush_access()
-    assert store.blob(b3).record.last_access == before + 100  # type: ignore[union-attr]
+    assert store.blob(b3).record.last_access >= seen + 10  # type: ignore[union-attr]
+
+
+def test_first_use_in_a_grace_period_reaches_the_index_at_once(store: Store) -> None:
+    """A separate gc process must see a use of a blob idle for long, without waiting for the
+    periodic flush: touch() writes it from a thread of its own within moments."""
+    b3, _ = store.add_bytes(b"y" * 10)
+    seen = used_ago(store, b3, 3600)  # older than half of gc_grace (600 s)
+    store.touch(b3)
+    wait_for(lambda: store.blob(b3).record.last_access > seen, timeout=10)  # type: ignore[union-attr]
 
 
 def test_open_blob_holds_a_shared_lock_gc_can_see(store: Store, tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """A Hypothesis state machine drives the store and a plain-dict model side by side.
 
 Operations: add content under a name (an alias), fill a partial chunk by chunk in random
-order, read, pin/unpin, gc to a random size, remove a name's blob. After every step the
-store must agree with the model: what is present reads back byte-exact, nothing pinned is
-gone, and the index agrees with the files (verify is clean).
+order, read, pin/unpin, gc to a random size, remove a name's blob through the store's one
+removal path. After every step the store must agree with the model: what is present reads
+back byte-exact, nothing pinned is gone, and the index agrees with the files (verify is
+clean). The store has no gc grace period, so gc is free to take anything unpinned.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from hoard.store.config import StoreConfig
 from hoard.store.gc import execute_gc, plan_gc
-from hoard.store.locks import gc_lock
 from hoard.store.partial import Partial
 from hoard.store.records import ExpectedHash
+from hoard.store.removal import Doomed, remove
 from hoard.store.store import Published, Store
 from hoard.store.verify import select_blobs, verify
 
@@ -34,7 +35,7 @@ class StoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="hoard-model-"))
-        self.store = Store(StoreConfig(self.dir, chunk_size=CHUNK))
+        self.store = Store(StoreConfig(self.dir, chunk_size=CHUNK, gc_grace=0))
         self.model: dict[str, bytes] = {}  # alias -> content, for complete blobs
         self.pinned: set[str] = set()  # aliases whose blob is pinned
 
@@ -117,10 +118,10 @@ class StoreMachine(RuleBasedStateMachine):
         b3 = self._b3(alias)
         if any(self._b3(p) == b3 for p in self.pinned):
             return
-        with gc_lock(self.store.layout.gc_lock, exclusive=True):
-            with self.store.index.write() as txn:
-                self.store.index.delete_blob_in(txn, b3)  # type: ignore[arg-type]
-            self.store.blob_path(b3).unlink()  # type: ignore[arg-type]
+        assert b3 is not None
+        done = remove(self.store, Doomed(blobs=[b3]))
+        assert done.blobs == [b3]
+        assert not self.store.blob_path(b3).exists()
         for a in list(self.model):
             if self._b3(a) is None:
                 del self.model[a]
