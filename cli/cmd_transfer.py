@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from hoard.store.address import parse_address
-from hoard.store.transfer import export, import_path
+from hoard.store.transfer import ImportReport, export, import_path
 
 from .common import App, common_options, emit, progress_bar
 from .config import format_size
@@ -35,9 +35,20 @@ def export_cmd(app: App, address: str, dest: Path, fmt: str, link: bool) -> None
 @common_options()
 def import_cmd(app: App, source: Path) -> None:
     """Import a `hoard export --format hoard` bundle (a directory or .tar), or the blobs of a
-    Hugging Face hub cache (e.g. ~/.cache/huggingface/hub), verifying every byte."""
+    Hugging Face hub cache (e.g. ~/.cache/huggingface/hub), verifying every byte.
+
+    Both are untrusted: a bundle with a bad name, a link or a device in it, or one that would
+    change a revision already stored, is refused and nothing is imported; in a hub cache,
+    blobs must be regular files, and a link leading out of the cache refuses the import.
+    """
     with progress_bar(app, f"import {source}", None) as advance:
         report = import_path(app.store, source, progress=advance)
-    emit(app, report.as_dict(), f"imported {report.blobs} blob(s), {format_size(report.bytes)}"
-                                + (f"; revisions: {', '.join(report.revisions)}" if report.revisions else "")
-                                + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
+    emit(app, report.as_dict(), lambda: _print_report(app, report))
+
+
+def _print_report(app: App, report: ImportReport) -> None:
+    app.echo(f"imported {report.blobs} blob(s), {format_size(report.bytes)}"
+             + (f"; revisions: {', '.join(report.revisions)}" if report.revisions else "")
+             + (f"; skipped {len(report.skipped)}:" if report.skipped else ""))
+    for note in report.skipped:
+        app.echo(f"  {note}")

@@ -10,53 +10,53 @@ Export formats (of one cached revision):
   revision, its refs and tree, plus ``blobs/<b3>``. ``hoard import`` of it on another machine
   (an air-gapped one, say) re-verifies every blob and restores the revision exactly.
 
-Import sources:
+Import sources: a ``hoard`` bundle (:mod:`.transfer_bundle`), or a Hugging Face hub cache
+directory (:mod:`.transfer_hfcache`). Both are untrusted input, checked before anything is added.
 
-* a ``hoard`` bundle (directory or ``.tar``);
-* a Hugging Face hub cache directory: every blob is hashed and kept if its name (the etag: a
-  sha256 for LFS files, a git blob sha1 otherwise) matches its content, so the proxy and the
-  mount serve it without downloading again. A revision's tree is imported too when the cache
-  holds its complete listing (``trees/<commit>.json``, written by huggingface_hub 2.x).
+Export never writes outside DEST, whatever the store holds (an older hoard may have stored
+names it would refuse today): the revision, its refs and every entry are checked by the rules
+of :mod:`.untrusted` first, and every file is written through a :class:`~.safefs.Destination`,
+which resolves each path just before writing. A bad name refuses the whole export with an
+:class:`IntegrityError` before anything is written.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import re
-import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .address import Address, check_path
+from .address import Address
 from .catalog import resolve_cached
-from .errors import IntegrityError, NotFound, UsageError
-from .records import ExpectedHash, Snapshot, TreeEntry
+from .errors import IntegrityError, InvalidAddress, NotFound, UsageError
+from .records import Snapshot, TreeEntry
+from .safefs import Destination
 from .store import Store
+from .transfer_bundle import BUNDLE_FORMAT, BUNDLE_MANIFEST, ImportReport, extract_bundle, import_bundle
+from .transfer_hfcache import import_hf_cache, looks_like_hf_cache
+from .untrusted import check_snapshot, is_hex
 
 __all__ = ["export", "import_path", "ImportReport", "BUNDLE_MANIFEST"]
 
-BUNDLE_MANIFEST = "hoard-export.json"
-_B3 = re.compile(r"[0-9a-f]{64}")
-BUNDLE_FORMAT = 1
 _HF_KIND_DIR = {"": "models", "datasets": "datasets", "spaces": "spaces"}
 
 Progress = Callable[[int], None]
 
 
-def _expected(identity: str) -> ExpectedHash | None:
-    kind, _, value = identity.partition(":")
-    if kind in ("sha256", "gitsha1"):
-        return ExpectedHash(kind, value)
-    if kind == "b3":
-        return ExpectedHash("blake3", value)
-    return None
+def _hf_etag(path: str, entry: TreeEntry) -> str:
+    """The name huggingface_hub gives a file's blob: the LFS sha256, else the git blob sha1;
+    IntegrityError if it is not one (it becomes a file name under DEST)."""
+    lfs = entry.meta.get("lfs")
+    etag = lfs["oid"] if lfs else (entry.meta.get("oid") or entry.identity.partition(":")[2])
+    if not (is_hex(etag, 40) or is_hex(etag, 64)):
+        raise IntegrityError(f"{path}: the store holds a name hoard refuses (blob name {etag!r} is not a "
+                             "sha256 or git sha1); nothing was exported")
+    return str(etag)
 
 
 def _complete_blobs(store: Store, snap: Snapshot) -> dict[str, str]:
@@ -67,6 +67,8 @@ def _complete_blobs(store: Store, snap: Snapshot) -> dict[str, str]:
         b3 = store.resolve(entry.identity)
         if b3 is None:
             missing.append(path)
+        elif not is_hex(b3, 64):
+            raise IntegrityError(f"{path}: the index maps {entry.identity} to a bad blob name {b3!r}")
         else:
             out[path] = b3
     if missing:
@@ -76,65 +78,66 @@ def _complete_blobs(store: Store, snap: Snapshot) -> dict[str, str]:
     return out
 
 
-def _place(src: Path, dst: Path, link: bool) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        dst.unlink()
-    if link:
-        try:
-            os.link(src, dst)
-            return
-        except OSError:
-            pass  # another filesystem: copy
-    shutil.copyfile(src, dst)
+def _check_stored(addr: Address, rev: str, snap: Snapshot, refs: list[str]) -> None:
+    """Refuse to export a revision whose stored names hoard would refuse today."""
+    try:
+        check_snapshot(addr, rev, snap, refs)
+    except InvalidAddress as exc:
+        raise IntegrityError(
+            f"{addr.repo_key}@{rev}: the store holds a name hoard refuses ({exc}); nothing was exported. "
+            f"Remove it with `hoard rm {addr.repo_key}` and fetch it again"
+        ) from None
 
 
 def export(
     store: Store, addr: Address, dest: Path, fmt: str, *, link: bool = False, progress: Progress | None = None
 ) -> dict[str, Any]:
     """Export one cached revision; returns a summary."""
+    if fmt not in ("dir", "hf-cache", "hoard"):
+        raise UsageError(f"unknown export format {fmt!r} (dir, hf-cache, hoard)")
+    if fmt == "hf-cache" and addr.source != "huggingface":
+        raise UsageError("the hf-cache format holds Hugging Face repos only")
     rev, snap = resolve_cached(store, addr)
-    blobs = _complete_blobs(store, snap)
     refs = sorted(ref for ref, rec in store.refs(addr.repo_key).items() if rec.revision == rev)
+    _check_stored(addr, rev, snap, refs)
+    blobs = _complete_blobs(store, snap)
+    out = Destination(dest)
     if fmt == "dir":
+        for path in sorted(blobs):
+            out.path(path)  # every name first: a refusal writes nothing
         for path, b3 in sorted(blobs.items()):
-            _place(store.blob_path(b3), dest / check_path(path), link)
+            out.place(store.blob_path(b3), (path,), link)
             if progress:
                 progress(snap.files[path].size)
     elif fmt == "hf-cache":
-        _export_hf_cache(store, addr, rev, snap, blobs, refs, dest, link, progress)
-    elif fmt == "hoard":
-        _export_bundle(store, addr, rev, snap, blobs, refs, dest, progress)
+        _export_hf_cache(store, addr, rev, snap, blobs, refs, out, link, progress)
     else:
-        raise UsageError(f"unknown export format {fmt!r} (dir, hf-cache, hoard)")
+        _export_bundle(store, addr, rev, snap, blobs, refs, dest, progress)
     return {"repo": addr.repo_key, "revision": rev, "files": len(blobs), "bytes": snap.size,
             "format": fmt, "dest": str(dest), "refs": refs}
 
 
 def _export_hf_cache(store: Store, addr: Address, rev: str, snap: Snapshot, blobs: dict[str, str],
-                     refs: list[str], dest: Path, link: bool, progress: Progress | None) -> None:
-    if addr.source != "huggingface":
-        raise UsageError("the hf-cache format holds Hugging Face repos only")
-    repo_dir = dest / f"{_HF_KIND_DIR[addr.kind]}--{addr.owner}--{addr.repo}"
-    for path, b3 in sorted(blobs.items()):
-        entry = snap.files[path]
-        lfs = entry.meta.get("lfs")
-        etag = lfs["oid"] if lfs else (entry.meta.get("oid") or entry.identity.partition(":")[2])
-        blob = repo_dir / "blobs" / etag
-        if not blob.exists():
-            _place(store.blob_path(b3), blob, link)
-        pointer = repo_dir / "snapshots" / rev / path
-        pointer.parent.mkdir(parents=True, exist_ok=True)
-        if pointer.is_symlink() or pointer.exists():
-            pointer.unlink()
-        pointer.symlink_to(os.path.relpath(blob, pointer.parent))
-        if progress:
-            progress(entry.size)
-    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+                     refs: list[str], out: Destination, link: bool, progress: Progress | None) -> None:
+    """``<kind>--<owner>--<repo>/`` with ``blobs/<etag>``, ``snapshots/<rev>/<path>`` links to
+    them, and ``refs/<ref>`` files holding the revision."""
+    repo_dir = f"{_HF_KIND_DIR[addr.kind]}--{addr.owner}--{addr.repo}"
+    plan = [(path, b3, _hf_etag(path, snap.files[path])) for path, b3 in sorted(blobs.items())]
+    for path, _, etag in plan:  # every name first: a refusal writes nothing
+        out.path(repo_dir, "blobs", etag)
+        out.path(repo_dir, "snapshots", rev, path)
     for ref in refs:
-        ref_file = repo_dir / "refs" / ref
-        ref_file.parent.mkdir(parents=True, exist_ok=True)
-        ref_file.write_text(rev)  # no trailing newline: the client reads it verbatim
+        out.path(repo_dir, "refs", ref)
+    for path, b3, etag in plan:
+        blob = out.path(repo_dir, "blobs", etag)
+        if not (blob.is_file() and not blob.is_symlink() and blob.stat().st_size == snap.files[path].size):
+            blob = out.place(store.blob_path(b3), (repo_dir, "blobs", etag), link)
+        out.symlink((repo_dir, "snapshots", rev, path), blob)
+        if progress:
+            progress(snap.files[path].size)
+    out.mkdir(repo_dir, "refs")
+    for ref in refs:
+        out.write_text((repo_dir, "refs", ref), rev)  # no trailing newline: the client reads it verbatim
 
 
 def _manifest(addr: Address, rev: str, snap: Snapshot, blobs: dict[str, str], refs: list[str]) -> dict[str, Any]:
@@ -152,6 +155,8 @@ def _manifest(addr: Address, rev: str, snap: Snapshot, blobs: dict[str, str], re
 
 def _export_bundle(store: Store, addr: Address, rev: str, snap: Snapshot, blobs: dict[str, str],
                    refs: list[str], dest: Path, progress: Progress | None) -> None:
+    """A bundle directory, or a ``.tar`` of the same members (names fixed here: the manifest
+    and ``blobs/<b3>``, each checked hex)."""
     manifest = json.dumps(_manifest(addr, rev, snap, blobs, refs), indent=1, sort_keys=True).encode()
     if dest.suffix == ".tar":
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -164,137 +169,25 @@ def _export_bundle(store: Store, addr: Address, rev: str, snap: Snapshot, blobs:
                 if progress:
                     progress(store.blob_path(b3).stat().st_size)
         return
-    dest.mkdir(parents=True, exist_ok=True)
+    out = Destination(dest)
     for b3 in sorted(set(blobs.values())):
-        _place(store.blob_path(b3), dest / "blobs" / b3, link=False)
+        placed = out.place(store.blob_path(b3), ("blobs", b3))
         if progress:
-            progress((dest / "blobs" / b3).stat().st_size)
-    (dest / BUNDLE_MANIFEST).write_bytes(manifest)
+            progress(placed.stat().st_size)
+    out.write_text((BUNDLE_MANIFEST,), manifest.decode())
 
 
 # -- import -----------------------------------------------------------------------------------
-
-
-@dataclass
-class ImportReport:
-    kind: str
-    blobs: int = 0
-    bytes: int = 0
-    revisions: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "blobs": self.blobs, "bytes": self.bytes,
-                "revisions": self.revisions, "skipped": self.skipped}
 
 
 def import_path(store: Store, source: Path, progress: Progress | None = None) -> ImportReport:
     """Import a hoard bundle (dir or .tar) or a Hugging Face hub cache directory."""
     if source.is_file() and tarfile.is_tarfile(source):
         with tempfile.TemporaryDirectory(dir=store.layout.tmp) as tmp:
-            with tarfile.open(source) as tar:
-                tar.extractall(tmp, filter="data")
-            return _import_bundle(store, Path(tmp), progress)
-    if (source / BUNDLE_MANIFEST).is_file():
-        return _import_bundle(store, source, progress)
-    if source.is_dir() and (any(source.glob("models--*")) or any(source.glob("datasets--*"))
-                            or any(source.glob("spaces--*"))):
-        return _import_hf_cache(store, source, progress)
+            extract_bundle(source, Path(tmp))
+            return import_bundle(store, Path(tmp), progress)
+    if (source / BUNDLE_MANIFEST).exists() or (source / BUNDLE_MANIFEST).is_symlink():
+        return import_bundle(store, source, progress)
+    if looks_like_hf_cache(source):
+        return import_hf_cache(store, source, progress)
     raise UsageError(f"{source} is neither a hoard export nor a Hugging Face hub cache")
-
-
-def _import_bundle(store: Store, root: Path, progress: Progress | None) -> ImportReport:
-    doc = json.loads((root / BUNDLE_MANIFEST).read_text())
-    if doc.get("format") != BUNDLE_FORMAT:
-        raise UsageError(f"unknown export format {doc.get('format')!r}")
-    report = ImportReport("hoard")
-    files: dict[str, TreeEntry] = {}
-    for path, f in doc["files"].items():
-        check_path(path)
-        entry = TreeEntry(int(f["size"]), f["identity"], f.get("meta") or {})
-        files[path] = entry
-        named = str(f.get("blake3", ""))
-        if not _B3.fullmatch(named):
-            raise UsageError(f"{path}: bad blake3 {named!r} in the manifest")
-        expected = _expected(entry.identity)
-        if expected is None:
-            raise UsageError(f"{path}: identity {entry.identity!r} is of a kind hoard cannot verify")
-        if store.resolve(entry.identity) is not None:
-            continue
-        # the content must match the upstream hash *and* the BLAKE3 the manifest names
-        b3, size = store.add_file(root / "blobs" / named, expected=expected, aliases=[entry.identity],
-                                  progress=progress)
-        if b3 != named:
-            raise IntegrityError(f"{path}: bundle blob hashes to {b3}, manifest says {named}")
-        report.blobs += 1
-        report.bytes += size
-    repo, rev = doc["repo"], doc["revision"]
-    store.put_snapshot(repo, rev, Snapshot(files, int(doc.get("created", time.time())), doc.get("info") or {}),
-                       refs=doc.get("refs") or [])
-    report.revisions.append(f"{repo}@{rev}")
-    return report
-
-
-def _hf_blobs(repo_dir: Path) -> Iterator[Path]:
-    blobs = repo_dir / "blobs"
-    if blobs.is_dir():
-        for p in sorted(blobs.iterdir()):
-            if p.is_file() and not p.name.endswith(".incomplete") and ".incomplete" not in p.name:
-                yield p
-
-
-def _import_hf_cache(store: Store, root: Path, progress: Progress | None) -> ImportReport:
-    report = ImportReport("hf-cache")
-    for repo_dir in sorted(root.iterdir()):
-        kind_dir, _, rest = repo_dir.name.partition("--")
-        if kind_dir not in ("models", "datasets", "spaces") or "--" not in rest:
-            continue
-        owner, _, name = rest.partition("--")
-        for blob in _hf_blobs(repo_dir):
-            etag = blob.name
-            if len(etag) == 64:
-                expected = ExpectedHash("sha256", etag)
-            elif len(etag) == 40:
-                expected = ExpectedHash("gitsha1", etag)
-            else:
-                report.skipped.append(str(blob))
-                continue
-            if store.resolve(expected.alias or "") is not None:
-                continue
-            try:
-                _, size = store.add_file(blob, expected=expected, progress=progress)
-            except IntegrityError:
-                report.skipped.append(f"{blob} (content does not match its name)")
-                continue
-            report.blobs += 1
-            report.bytes += size
-        kind = "" if kind_dir == "models" else kind_dir
-        repo_key = f"huggingface/{kind + '/' if kind else ''}{owner}/{name}"
-        for tree_file in sorted((repo_dir / "trees").glob("*.json")) if (repo_dir / "trees").is_dir() else []:
-            rev = tree_file.stem
-            snap = _hf_tree_snapshot(tree_file, f"{owner}/{name}", rev)
-            if snap is not None and store.get_snapshot(repo_key, rev) is None:
-                store.put_snapshot(repo_key, rev, snap)
-                report.revisions.append(f"{repo_key}@{rev}")
-    return report
-
-
-def _hf_tree_snapshot(tree_file: Path, repo_id: str, rev: str) -> Snapshot | None:
-    """A snapshot from huggingface_hub 2.x's ``trees/<commit>.json`` (complete listings)."""
-    try:
-        doc = json.loads(tree_file.read_text())
-    except (OSError, ValueError):
-        return None
-    if doc.get("format_version") != 1 or not isinstance(doc.get("files"), dict):
-        return None
-    files: dict[str, TreeEntry] = {}
-    for path, f in doc["files"].items():
-        meta: dict[str, Any] = {"oid": f.get("blob_id", "")}
-        if f.get("lfs_sha256"):
-            meta["lfs"] = {"oid": f["lfs_sha256"], "size": f.get("lfs_size", f.get("size", 0)), "pointerSize": 0}
-            identity = f"sha256:{f['lfs_sha256']}"
-        else:
-            identity = f"gitsha1:{f.get('blob_id', '')}"
-        files[check_path(path)] = TreeEntry(int(f.get("size", 0)), identity, meta)
-    return Snapshot(files, int(time.time()), {"repo_info": {"id": repo_id, "sha": rev}, "imported": "hf-cache"})
-

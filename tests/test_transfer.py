@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -68,14 +69,11 @@ def test_hf_cache_export_works_offline_and_import_seeds_store(tmp_path: Path) ->
     with FakeHub() as hub:
         commit = hub.add_repo("org/tiny", {"config.json": b'{"a": 1}', "model.safetensors": weights})
         home = tmp_path / "home"
-        with ProxyThread(home, hub.url) as px:
-            env = dict(os.environ, HOARD_HF_ENDPOINT=hub.url)
-            subprocess.run([*HOARD, "prefetch", "org/tiny", "--home", str(home)], env=env, check=True,
-                           capture_output=True, timeout=120)
-            # export while the proxy runs (several processes share the store)
-            cache = tmp_path / "hfcache"
-            hoard(home, "export", "huggingface/org/tiny", str(cache), "--format", "hf-cache")
-            _ = px
+        env = dict(os.environ, HOARD_HF_ENDPOINT=hub.url)
+        subprocess.run([*HOARD, "prefetch", "org/tiny", "--home", str(home)], env=env, check=True,
+                       capture_output=True, timeout=120)
+        cache = tmp_path / "hfcache"
+        hoard(home, "export", "huggingface/org/tiny", str(cache), "--format", "hf-cache")
         code = (
             "from huggingface_hub import snapshot_download; import os, sys; "
             "p = snapshot_download('org/tiny'); print(sorted(os.listdir(p)))"
@@ -91,10 +89,8 @@ def test_hf_cache_export_works_offline_and_import_seeds_store(tmp_path: Path) ->
         fresh = tmp_path / "fresh"
         report = hoard(fresh, "import", str(cache))
         assert report["blobs"] == 3  # .gitattributes, config.json, model.safetensors
-        with ProxyThread(fresh, hub.url) as px2:
+        with ProxyThread(fresh, hub.url) as px:
             before = hub.bytes_sent["cdn"]
-            import urllib.request
-
-            with urllib.request.urlopen(f"{px2.url}/org/tiny/resolve/main/model.safetensors") as r:
+            with urllib.request.urlopen(f"{px.url}/org/tiny/resolve/main/model.safetensors") as r:
                 assert r.read() == weights.read()
             assert hub.bytes_sent["cdn"] == before  # served from the imported blob

@@ -4,7 +4,10 @@ Names: ``huggingface/[datasets|spaces/]<ns>/<name>@<rev>/<path>``. A ref (branch
 ``refs/pr/N``) resolves to a 40-hex commit with ``/api/{kind}/{repo}/revision/{rev}``; a
 commit's tree comes from ``/tree/{commit}?recursive=true`` (paged by ``Link: rel="next"``).
 A file's identity is its LFS sha256, else its git blob sha1 — both are the content hashes the
-Hub itself promises, so they are checked before anything is published.
+Hub itself promises, so they are checked before anything is published. Names in a tree are
+untrusted like a client's: an entry whose path fails the client-path rules, or whose hashes are
+not the hex hoard can verify, is dropped with a warning (logger ``hoard.sources``) and is never
+listed, fetched or exported.
 
 Bytes come from ``/{repo}/resolve/{commit}/{path}`` with ``Range``. The Hub answers LFS files
 with a 302 to a signed CDN URL on another origin: the token is never sent there (the signature
@@ -15,17 +18,19 @@ Xet is never used: hoard reads the plain HTTP path the CDN also serves.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urljoin
 
-from hoard.store.address import Address
+from hoard.store.address import Address, check_path
 from hoard.store.errors import (
     AccessDenied,
     EntryNotFound,
     GatedRepo,
+    InvalidAddress,
     NotFound,
     OriginError,
     OriginUnavailable,
@@ -34,6 +39,7 @@ from hoard.store.errors import (
     RevisionNotFound,
 )
 from hoard.store.records import Snapshot, TreeEntry
+from hoard.store.untrusted import check_entry
 
 from ..http import HttpClient, Reply, TRANSIENT_STATUSES, same_origin
 from ..origin import Credentials, RemoteFile, ResolvedRef, Source
@@ -41,6 +47,7 @@ from .common import body_range
 
 __all__ = ["HuggingFace", "hf_error", "KIND_API", "KIND_PREFIX"]
 
+log = logging.getLogger("hoard.sources")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _HF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 KIND_API = {"": "models", "datasets": "datasets", "spaces": "spaces"}
@@ -91,6 +98,37 @@ def _body_message(reply: Reply) -> str:
         if err:
             return str(err)
     return ""
+
+
+def _usable_dir(addr: Address, commit: str, path: Any) -> bool:
+    """A folder of the Hub's tree passes the client-path rules, or is dropped with a warning."""
+    try:
+        check_path(path)
+    except (InvalidAddress, TypeError, AttributeError) as exc:
+        log.warning("%s@%s: dropped folder %r from the Hub's tree: %s", addr.repo_key, commit, path, exc)
+        return False
+    return True
+
+
+def _tree_entry(addr: Address, commit: str, item: dict[str, Any]) -> TreeEntry | None:
+    """A file of the Hub's tree as a :class:`TreeEntry`, or None (and a warning) when its path
+    or its hashes break the rules for names (:mod:`hoard.store.untrusted`): such a name would
+    become a URL at the Hub and a file path in exports, so it is never listed nor fetched."""
+    path = item.get("path", "")
+    lfs = item.get("lfs")
+    meta: dict[str, Any] = {"oid": item.get("oid", "")}
+    try:
+        if lfs:
+            meta["lfs"] = {"oid": lfs["oid"], "size": lfs["size"], "pointerSize": lfs.get("pointerSize", 0)}
+            identity = f"sha256:{lfs['oid']}"
+        else:
+            identity = f"gitsha1:{item['oid']}"
+        entry = TreeEntry(int(item.get("size", 0)), identity, meta)
+        check_entry(path, entry)
+    except (InvalidAddress, KeyError, TypeError, ValueError, AttributeError) as exc:
+        log.warning("%s@%s: dropped %r from the Hub's tree: %s", addr.repo_key, commit, path, exc)
+        return None
+    return entry
 
 
 def strip_xet(obj: Any) -> Any:
@@ -174,18 +212,16 @@ class HuggingFace(Source):
             if reply.status != 200:
                 raise hf_error(reply, f"{addr.repo_key}@{commit}")
             for item in reply.json():
+                if not isinstance(item, dict):
+                    continue
                 path = item.get("path", "")
                 if item.get("type") == "directory":
-                    dirs[path] = item.get("oid", "")
+                    if _usable_dir(addr, commit, path):
+                        dirs[path] = item.get("oid", "")
                     continue
-                lfs = item.get("lfs")
-                meta: dict[str, Any] = {"oid": item.get("oid", "")}
-                if lfs:
-                    meta["lfs"] = {"oid": lfs["oid"], "size": lfs["size"], "pointerSize": lfs.get("pointerSize", 0)}
-                    identity = f"sha256:{lfs['oid']}"
-                else:
-                    identity = f"gitsha1:{item['oid']}"
-                files[path] = TreeEntry(int(item.get("size", 0)), identity, meta)
+                entry = _tree_entry(addr, commit, item)
+                if entry is not None:
+                    files[path] = entry
             nxt = _LINK_NEXT.search(reply.headers.get("Link", ""))
             url = urljoin(url, nxt.group(1)) if nxt else None
             params = None  # the next URL carries its own query

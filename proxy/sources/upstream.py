@@ -9,16 +9,22 @@ travel in the tree, so the node verifies every byte itself before publishing.
 
 The client's token goes to the parent, which forwards it to the origin; the parent enforces
 access to private and gated content.
+
+A parent's tree is untrusted like a client's names: paths that break the client-path rules are
+dropped with a warning, a ``blake3`` hint that is not 64 hex is ignored, and a tree holding an
+identity this node cannot verify (``sha256:``/``gitsha1:``/``b3:`` with the right hex) is
+refused whole (:class:`OriginError`), since the node never publishes unverified bytes.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from hoard.store.address import Address
+from hoard.store.address import Address, check_path
 from hoard.store.errors import (
     AccessDenied,
     EntryNotFound,
@@ -33,6 +39,7 @@ from hoard.store.errors import (
     RevisionNotFound,
 )
 from hoard.store.records import Snapshot, TreeEntry
+from hoard.store.untrusted import check_entry, check_revision_id, is_hex
 
 from ..http import TRANSIENT_STATUSES, HttpClient, Reply
 from ..origin import Credentials, RemoteFile, ResolvedRef, Source
@@ -40,6 +47,7 @@ from .common import body_range
 
 __all__ = ["ParentHoard"]
 
+log = logging.getLogger("hoard.sources")
 _ID = re.compile(r"[0-9a-f]{40}")  # commits; a name like a 43-char branch is not immutable
 _KINDS: dict[str, type[HoardError]] = {
     "repo_not_found": RepoNotFound,
@@ -72,6 +80,54 @@ def parent_error(reply: Reply, what: str) -> HoardError:
     if reply.status in (401, 403):
         return AccessDenied(message, reply.status)
     return OriginError(message, reply.status)
+
+
+def _parent_entry(what: str, f: Any) -> tuple[str, TreeEntry] | None:
+    """One file of a parent's tree, checked like client input.
+
+    A path that breaks the client-path rules is dropped with a warning (it would become a URL
+    at the parent and a file path in exports). An identity this node cannot verify fails the
+    whole tree with :class:`OriginError`: another hoard only ever sends verifiable ones, the
+    node publishes no byte it has not verified, and a tree with a file silently missing would
+    be stored for good under an immutable revision. A ``blake3`` hint that is not 64 hex is
+    ignored (it would become a URL at the parent); the bytes are then asked for by address.
+    """
+    if not isinstance(f, dict):
+        raise OriginError(f"{what}: the parent sent a malformed tree entry")
+    path = f.get("path")
+    try:
+        check_path(path)  # type: ignore[arg-type]
+    except (InvalidAddress, TypeError, AttributeError) as exc:
+        log.warning("%s: dropped %r from the parent's tree: %s", what, path, exc)
+        return None
+    meta = dict(f.get("meta") or {}) if isinstance(f.get("meta"), dict) else {}
+    meta.pop("parent_blake3", None)
+    hint = f.get("blake3")
+    if is_hex(hint, 64):
+        meta["parent_blake3"] = hint  # a hint: the parent held the whole blob
+    elif hint:
+        log.warning("%s: ignored the parent's blake3 %r for %s: not 64 hex", what, hint, path)
+    size = f.get("size")
+    entry = TreeEntry(size if isinstance(size, int) and not isinstance(size, bool) else -1, f.get("identity"), meta)
+    try:
+        check_entry(path, entry)
+    except InvalidAddress as exc:
+        raise OriginError(f"{what}: the parent's tree is refused: {exc}") from None
+    return str(path), entry
+
+
+def _usable_dirs(what: str, info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` with only the listed folders (``dirs``) that pass the client-path rules."""
+    dirs = info.get("dirs")
+    if dirs is None:
+        return info
+    kept = {}
+    for folder, oid in (dirs.items() if isinstance(dirs, dict) else ()):
+        try:
+            kept[check_path(folder)] = oid
+        except (InvalidAddress, TypeError, AttributeError) as exc:
+            log.warning("%s: dropped folder %r from the parent's tree: %s", what, folder, exc)
+    return info | {"dirs": kept}
 
 
 class ParentHoard:
@@ -109,24 +165,33 @@ class _ParentSource(Source):
 
     async def resolve(self, addr: Address, ref: str, creds: Credentials) -> ResolvedRef:
         doc = await self._tree(addr, ref, creds)
-        return ResolvedRef(doc["revision"], {"tree": doc})
+        revision = doc.get("revision") if isinstance(doc, dict) else None
+        try:
+            check_revision_id(addr.source, revision)
+        except InvalidAddress as exc:
+            raise OriginError(f"{addr.repo_key}@{ref}: the parent sent a bad revision: {exc}") from None
+        return ResolvedRef(str(revision), {"tree": doc})
 
     async def snapshot(self, addr: Address, resolved: ResolvedRef, creds: Credentials) -> Snapshot:
         doc = resolved.info.get("tree") or await self._tree(addr, resolved.revision, creds)
+        what = f"{addr.repo_key}@{resolved.revision}"
+        if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+            raise OriginError(f"{what}: the parent sent no tree")
         files = {}
         for f in doc["files"]:
-            meta = dict(f.get("meta") or {})
-            if f.get("blake3"):
-                meta["parent_blake3"] = f["blake3"]  # a hint: the parent held the whole blob
-            files[f["path"]] = TreeEntry(int(f["size"]), f["identity"], meta)
-        info = dict(doc.get("info") or {})
+            parsed = _parent_entry(what, f)
+            if parsed is not None:
+                files[parsed[0]] = parsed[1]
+        info = dict(doc.get("info") or {}) if isinstance(doc.get("info"), dict) else {}
+        info = _usable_dirs(what, info)
         # the parent decides who may read restricted content; this node trusts its own user
         restricted = bool(info.pop("private", False) or info.pop("gated", False))
         info["parent_restricted"] = restricted
         if restricted:
             for entry in files.values():
                 entry.meta["restricted"] = True
-        return Snapshot(files, int(doc.get("created", 0) or 0), info)
+        created = doc.get("created")
+        return Snapshot(files, created if isinstance(created, int) and not isinstance(created, bool) else 0, info)
 
     async def check_access(self, addr: Address, snap: Snapshot, creds: Credentials) -> None:
         path = addr.path or next(iter(sorted(snap.files)), "")
@@ -146,7 +211,7 @@ class _ParentSource(Source):
         headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity", **rf.creds.bearer()}
         urls = [self._url("files", addr, addr.revision or "", addr.path)]
         b3 = rf.meta.get("parent_blake3")
-        if b3 and not self.restricted_meta(rf):
+        if is_hex(b3, 64) and not self.restricted_meta(rf):  # (an older node may have stored any hint)
             # immutable, so any HTTP cache between here and the parent may answer it
             urls.insert(0, f"{self.parent.base}/v1/blobs/{b3}")
         for url in urls:
