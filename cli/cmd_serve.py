@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from hoard.proxy.app import serve as run_server
-
+from hoard.proxy.service import ProxyConfig
+from hoard.proxy.v1_common import admin_endpoints_off
 from hoard.store.errors import UsageError
 
 from .common import App, common_options
@@ -21,7 +22,8 @@ from .runtime import proxy_config, setup_logging
 @click.command("serve")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--admin-token", envvar="HOARD_ADMIN_TOKEN", show_envvar=True, default=None, metavar="TOKEN",
-              help="Require this in X-Hoard-Admin-Token for admin endpoints that change the store.")
+              help="Require this in X-Hoard-Admin-Token for admin endpoints that change the store "
+                   "(without one they are off unless the proxy listens on loopback).")
 @click.option("--admin-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="Read the admin token from FILE (keeps it out of the process list).")
 @common_options("listen", "public_url", "upstream", "hf_endpoint", "arweave_gateway", "github_url", "torch_url",
@@ -34,18 +36,16 @@ def serve(app: App, log_level: str, admin_token: str | None, admin_token_file: P
       HF_ENDPOINT=http://127.0.0.1:8090 python -c 'import transformers; ...'
     hoard's own API: /v1/files/<address>, /v1/blobs/<b3>, /v1/trees/<address>,
     admin endpoints under /v1/, /metrics and /healthz. Binds 127.0.0.1 unless --listen says
-    otherwise; client tokens are forwarded to the origin only, never stored or logged.
+    otherwise; on any other address the admin endpoints (prefetch, delete, gc, pins) are off
+    unless an admin token is set. Client tokens are forwarded to the origin only, never stored
+    or logged.
     """
     setup_logging(log_level)
     if admin_token_file is not None:
         admin_token = _read_token(admin_token_file)
     settings = app.settings
     config = dataclasses.replace(proxy_config(settings, local_user=False), admin_token=admin_token or None)
-    if config.host not in ("127.0.0.1", "::1", "localhost") and not config.admin_token:
-        logging.getLogger("hoard").warning(
-            "listening on %s without --admin-token: anyone who can reach it can prefetch, delete and gc",
-            config.host,
-        )
+    _admin_notice(config)
     store = app.store
 
     def ready(url: str) -> None:
@@ -65,3 +65,18 @@ def _read_token(path: Path) -> str:
     if not token:
         raise UsageError(f"the admin token file {path} is empty")
     return token
+
+
+def _admin_notice(config: ProxyConfig) -> None:
+    """Say at start-up how the admin endpoints are guarded (never the token itself)."""
+    log = logging.getLogger("hoard")
+    if config.admin_token:
+        log.info("admin endpoints need the X-Hoard-Admin-Token header")
+    elif admin_endpoints_off(config):
+        log.warning(
+            "listening on %s without an admin token: the admin endpoints (prefetch, delete, gc, pins) "
+            "are off; set one with --admin-token-file FILE (or --admin-token / HOARD_ADMIN_TOKEN)",
+            config.host,
+        )
+    else:
+        log.info("admin endpoints are open to local clients (loopback, no admin token)")

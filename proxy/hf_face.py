@@ -14,6 +14,11 @@ download through hoard. Every answer comes from the store's snapshots when it ca
   ``EntryNotFound`` with ``X-Repo-Commit``, ``GatedRepo``); the Hub's bare 401 becomes
   ``RepoNotFound``; an unreachable Hub is a 503, never a 401/404.
 
+Every segment of every route (namespace, name, revision — each segment of ``refs/pr/1`` —
+and path) passes the checks of store/address.py before anything is looked up or sent to the
+Hub, where ``..`` would otherwise name another URL. Header values that echo client input, and
+the ``Link: rel="next"`` of paged listings, are written by :mod:`links`.
+
 Nothing Xet is ever emitted (no ``X-Xet-*``, no ``xetHash``), so clients stay on plain HTTP.
 """
 
@@ -27,13 +32,14 @@ from urllib.parse import parse_qs, quote
 
 from aiohttp import web
 
-from hoard.store.address import Address, check_path, check_segment
+from hoard.store.address import Address, check_path, check_revision, check_segment
 from hoard.store.errors import (
     AccessDenied,
     EntryNotFound,
     GatedRepo,
     HoardError,
     InvalidAddress,
+    OriginError,
     OriginUnavailable,
     RangeNotSatisfiable,
     RepoNotFound,
@@ -43,12 +49,13 @@ from hoard.store.errors import (
 from hoard.store.records import Snapshot, TreeEntry
 
 from .catalog import Resolved
+from .links import header_text, next_link, public_base
 from .origin import Credentials
 from .responses import content_type, serve_bytes
 from .service import Services
 from .sources.huggingface import HuggingFace, hf_error, strip_xet
 
-__all__ = ["add_hf_routes", "hf_error_response"]
+__all__ = ["add_hf_routes", "hf_error_response", "credentials"]
 
 log = logging.getLogger("hoard.hf")
 
@@ -92,7 +99,7 @@ def hf_error_response(exc: BaseException, creds: Credentials | None = None) -> w
     elif isinstance(exc, EntryNotFound):
         code, status = "EntryNotFound", 404
         if exc.revision:
-            headers["X-Repo-Commit"] = exc.revision
+            headers["X-Repo-Commit"] = header_text(exc.revision)
     elif isinstance(exc, GatedRepo):
         code, status = "GatedRepo", 401 if anonymous else 403
     elif isinstance(exc, AccessDenied):
@@ -107,7 +114,7 @@ def hf_error_response(exc: BaseException, creds: Credentials | None = None) -> w
         message = "internal error"
     if code:
         headers["X-Error-Code"] = code
-    headers["X-Error-Message"] = message.replace("\n", " ")[:500]
+    headers["X-Error-Message"] = header_text(message)
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
@@ -124,8 +131,10 @@ def _hf_errors(handler):  # type: ignore[no-untyped-def]
 # -- addresses --------------------------------------------------------------------------------
 
 
-def _repo_addr(kind: str, ns: str, name: str) -> Address:
-    return Address("huggingface", check_segment(ns, "owner"), check_segment(name, "repo"), kind=kind)
+def _repo_addr(kind: str, ns: str, name: str, revision: str | None = None) -> Address:
+    """The repo a route names, every segment checked (each one of a revision too)."""
+    rev = None if revision is None else check_revision(revision)
+    return Address("huggingface", check_segment(ns, "owner"), check_segment(name, "repo"), rev, kind=kind)
 
 
 def _split_rev_path(rev: str, path: str) -> tuple[str, str]:
@@ -142,19 +151,19 @@ def _split_rev_path(rev: str, path: str) -> tuple[str, str]:
 
 def _file_headers(resolved: Resolved, path: str, entry: TreeEntry) -> dict[str, str]:
     headers = {
-        "X-Repo-Commit": resolved.revision,
+        "X-Repo-Commit": header_text(resolved.revision),
         "Content-Type": content_type(path),
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
     }
     lfs = entry.meta.get("lfs")
     if lfs:
-        etag = f'"{lfs["oid"]}"'
+        etag = header_text(f'"{lfs["oid"]}"')
         headers["ETag"] = etag
         headers["X-Linked-Etag"] = etag
         headers["X-Linked-Size"] = str(entry.size)
     else:
         oid = entry.meta.get("oid") or entry.identity.partition(":")[2]
-        headers["ETag"] = f'"{oid}"'
+        headers["ETag"] = header_text(f'"{oid}"')
     return headers
 
 
@@ -163,7 +172,7 @@ async def _resolve_file(request: web.Request, kind: str) -> web.StreamResponse:
     creds = credentials(request)
     mi = request.match_info
     rev, path = _split_rev_path(mi["rev"], mi["path"])
-    addr = _repo_addr(kind, mi["ns"], mi["name"]).with_revision(rev)
+    addr = _repo_addr(kind, mi["ns"], mi["name"], rev)
     check_path(path)
     resolved = await svc.catalog.resolve(addr, creds)
     rf = svc.catalog.file(resolved, path, creds)
@@ -186,19 +195,27 @@ async def _legacy_resolve(request: web.Request) -> web.StreamResponse:
     """``/gpt2/resolve/...``: old single-segment ids; redirect to the canonical ``ns/name``."""
     svc = _services(request)
     hf = svc.sources.get("huggingface")
-    name = check_segment(request.match_info["name"], "repo")
+    mi = request.match_info
+    name = check_segment(mi["name"], "repo")
+    rev, path = _split_rev_path(mi["rev"], mi["path"])
+    check_revision(rev)
+    check_path(path)
     if not isinstance(hf, HuggingFace):
         raise RepoNotFound(f"{name}: use the full <namespace>/<name> repo id")
     reply = await svc.http.follow(
-        "GET", f"{hf.endpoint}/api/models/{name}", headers=credentials(request).bearer(), auth_origin=hf.endpoint
+        "GET", f"{hf.endpoint}/api/models/{quote(name, safe='')}", headers=credentials(request).bearer(),
+        auth_origin=hf.endpoint,
     )
     if reply.status != 200:
         raise hf_error(reply, name)
-    canonical = reply.json().get("id", "")
-    if "/" not in canonical:
-        raise RepoNotFound(f"{name}: the Hub gave no canonical id")
-    tail = request.raw_path.split("/resolve/", 1)[1]
-    return web.Response(status=307, headers={"Location": f"/{canonical}/resolve/{tail}"})
+    try:
+        canonical = reply.json().get("id", "")
+        ns, _, repo = canonical.partition("/")
+        _repo_addr("", ns, repo)
+    except (ValueError, AttributeError, HoardError):
+        raise RepoNotFound(f"{name}: the Hub gave no canonical id") from None
+    target = f"/{quote(ns, safe='')}/{quote(repo, safe='')}/resolve/{quote(rev, safe='')}/{quote(path)}"
+    return web.Response(status=307, headers={"Location": target})
 
 
 # -- repo info --------------------------------------------------------------------------------
@@ -238,14 +255,15 @@ async def _passthrough(request: web.Request, svc: Services, url: str) -> web.Res
         return None
     if reply.status != 200:
         raise hf_error(reply, request.path)
+    try:
+        doc = strip_xet(reply.json())
+    except (ValueError, UnicodeDecodeError):
+        raise OriginError(f"{request.path}: the Hub sent no JSON") from None
     headers = {}
-    if "Link" in reply.headers:
-        headers["Link"] = reply.headers["Link"].replace(hf.endpoint, _base_url(request))
-    return web.json_response(strip_xet(reply.json()), headers=headers)
-
-
-def _base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
+    link = next_link(reply.headers.get("Link", ""), reply.url, hf.endpoint, public_base(svc.config, request))
+    if link:
+        headers["Link"] = link
+    return web.json_response(doc, headers=headers)
 
 
 def _info_handler(with_revision: bool):  # type: ignore[no-untyped-def]
@@ -254,9 +272,7 @@ def _info_handler(with_revision: bool):  # type: ignore[no-untyped-def]
         svc = _services(request)
         mi = request.match_info
         kind = _KINDS[mi["type"]]
-        addr = _repo_addr(kind, mi["ns"], mi["name"])
-        if with_revision:
-            addr = addr.with_revision(mi["rev"])
+        addr = _repo_addr(kind, mi["ns"], mi["name"], mi["rev"] if with_revision else None)
         if "expand" in request.query and "huggingface" in svc.sources and isinstance(svc.sources["huggingface"], HuggingFace):
             hf = svc.sources["huggingface"]
             tail = ("revision", quote(addr.revision, safe="")) if addr.revision else ()
@@ -316,7 +332,7 @@ def _tree_handler():  # type: ignore[no-untyped-def]
         mi = request.match_info
         kind = _KINDS[mi["type"]]
         rev, path = _split_rev_path(mi["rev"], mi.get("path", ""))
-        addr = _repo_addr(kind, mi["ns"], mi["name"]).with_revision(rev)
+        addr = _repo_addr(kind, mi["ns"], mi["name"], rev)
         if path:
             check_path(path)
         if _flag(request, "expand") and isinstance(svc.sources.get("huggingface"), HuggingFace):
@@ -338,8 +354,8 @@ def _tree_handler():  # type: ignore[no-untyped-def]
         page = entries[offset : offset + limit]
         headers = {}
         if offset + limit < len(entries):
-            nxt = request.url.update_query(cursor=_make_cursor(offset + limit))
-            headers["Link"] = f'<{_base_url(request)}{nxt.path_qs}>; rel="next"'
+            nxt = request.rel_url.update_query(cursor=_make_cursor(offset + limit))
+            headers["Link"] = header_text(f'<{public_base(svc.config, request)}{nxt.raw_path_qs}>; rel="next"', 8192)
         return web.json_response(page, headers=headers)
 
     return handler
@@ -362,8 +378,7 @@ def _make_cursor(offset: int) -> str:
 async def _paths_info(request: web.Request) -> web.StreamResponse:
     svc = _services(request)
     mi = request.match_info
-    rev, _ = _split_rev_path(mi["rev"], "")
-    addr = _repo_addr(_KINDS[mi["type"]], mi["ns"], mi["name"]).with_revision(rev)
+    addr = _repo_addr(_KINDS[mi["type"]], mi["ns"], mi["name"], mi["rev"])
     body = await request.read()
     try:
         if request.content_type == "application/json":
@@ -394,7 +409,7 @@ def _passthrough_handler(*tail: str):  # type: ignore[no-untyped-def]
     async def handler(request: web.Request) -> web.StreamResponse:
         svc = _services(request)
         mi = request.match_info
-        addr = _repo_addr(_KINDS[mi["type"]], mi["ns"], mi["name"])
+        addr = _repo_addr(_KINDS[mi["type"]], mi["ns"], mi["name"], mi.get("rev"))
         hf = svc.sources.get("huggingface")
         if isinstance(hf, HuggingFace):
             extra = [quote(mi[t], safe="") if t in mi else t for t in tail]
@@ -420,7 +435,10 @@ async def _whoami(request: web.Request) -> web.StreamResponse:
     reply = await svc.http.request("GET", f"{hf.endpoint}/api/whoami-v2", headers=credentials(request).bearer())
     if reply.status != 200:
         raise hf_error(reply, "whoami")
-    return web.json_response(reply.json())
+    try:
+        return web.json_response(reply.json())
+    except (ValueError, UnicodeDecodeError):
+        raise OriginError("whoami: the Hub sent no JSON") from None
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:

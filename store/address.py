@@ -3,7 +3,10 @@
 Parsing is strict because addresses arrive from URLs, FUSE lookups and the command line:
 ``..`` and ``.`` segments, empty segments, NUL bytes and segments over 255 bytes are refused
 (:class:`InvalidAddress` / :class:`NameTooLong`), so no address can name anything outside its
-repo. A revision is URL-quoted inside the address (``refs%2Fpr%2F1``) and unquoted here.
+repo. A revision is URL-quoted inside the address (``refs%2Fpr%2F1``) and unquoted here; it
+may hold ``/`` (``refs/pr/1``), and each of its segments passes the same checks as a path
+segment, plus no control characters (git refuses them in ref names too): a revision of ``..``
+would otherwise turn ``/api/models/org/m/revision/..`` into another URL at the origin.
 
 Hugging Face datasets and spaces live under ``huggingface/datasets/<org>/<name>`` and
 ``huggingface/spaces/<org>/<name>``: the Hub reserves those two names, so no org can clash.
@@ -11,16 +14,27 @@ Hugging Face datasets and spaces live under ``huggingface/datasets/<org>/<name>`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
 from .errors import InvalidAddress, NameTooLong
 
-__all__ = ["Address", "SOURCES", "HF_KINDS", "parse_address", "parse_prefix", "check_segment", "check_path"]
+__all__ = [
+    "Address",
+    "SOURCES",
+    "HF_KINDS",
+    "parse_address",
+    "parse_prefix",
+    "check_segment",
+    "check_path",
+    "check_revision",
+]
 
 SOURCES = ("huggingface", "arweave", "onnx", "torch", "url", "local")
 HF_KINDS = ("datasets", "spaces")
 _MAX_SEGMENT = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_segment(seg: str, what: str = "name") -> str:
@@ -45,6 +59,21 @@ def check_path(path: str) -> str:
     for seg in path.split("/"):
         check_segment(seg, "path")
     return path
+
+
+def check_revision(revision: str) -> str:
+    """Validate a revision (branch, tag, commit, ``refs/pr/N``); returns it unchanged.
+
+    Each ``/``-separated segment must pass :func:`check_segment` (so no ``.``, ``..`` or
+    empty segment), and no control character may appear anywhere.
+    """
+    if revision == "":
+        raise InvalidAddress("empty revision")
+    if _CONTROL.search(revision):
+        raise InvalidAddress(f"control character in revision {revision!r}")
+    for seg in revision.split("/"):
+        check_segment(seg, "revision")
+    return revision
 
 
 @dataclass(frozen=True)
@@ -122,8 +151,7 @@ def parse_address(text: str, *, default_source: str | None = None) -> Address:
         revision = unquote(rev)
         if not revision:
             raise InvalidAddress("empty revision after '@'")
-        if "\0" in revision or ".." in revision.split("/"):
-            raise InvalidAddress(f"bad revision {revision!r}")
+        check_revision(revision)
     repo = check_segment(repo_seg, "repo")
     path = "/".join(rest[2:])
     if path:

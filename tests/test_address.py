@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hoard.store.address import Address, parse_address, parse_prefix
+from hoard.store.address import Address, check_revision, parse_address, parse_prefix
 from hoard.store.errors import InvalidAddress, NameTooLong
 
 
@@ -46,6 +46,16 @@ def test_default_source_for_bare_repo_id() -> None:
         "huggingface/org/repo/a\0b",
         "huggingface/org/repo@",
         "huggingface/org/repo@../x/file",
+        "huggingface/org/repo@./x/file",
+        "huggingface/org/repo@%2e%2e/file",
+        "huggingface/org/repo@%2e/file",
+        "huggingface/org/repo@refs%2F..%2Fmain",
+        "huggingface/org/repo@refs%2F.%2Fpr",
+        "huggingface/org/repo@refs%2F%2Fpr",
+        "huggingface/org/repo@%2Fmain",
+        "huggingface/org/repo@main%2F",
+        "huggingface/org/repo@main%0d%0aX:1",
+        "huggingface/org/repo@main%7f",
     ],
 )
 def test_malformed_addresses_are_refused(text: str) -> None:
@@ -64,3 +74,16 @@ def test_prefix() -> None:
     assert parse_prefix("huggingface/org/") == ("huggingface", "org")
     with pytest.raises(InvalidAddress):
         parse_prefix("bogus")
+
+
+@pytest.mark.parametrize("rev", ["main", "v1.0", "refs/pr/1", "refs/convert/parquet", "0" * 40, "feature..x", ".hidden"])
+def test_good_revisions(rev: str) -> None:
+    assert check_revision(rev) == rev
+    assert parse_address(f"huggingface/org/repo@{rev.replace('/', '%2F')}/f").revision == rev
+
+
+@pytest.mark.parametrize("rev", ["", ".", "..", "refs/pr/..", "./main", "a//b", "/main", "main/", "a\0b", "a\nb",
+                                 "x" * 256])
+def test_bad_revisions(rev: str) -> None:
+    with pytest.raises(InvalidAddress):
+        check_revision(rev)

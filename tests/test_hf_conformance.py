@@ -284,6 +284,45 @@ def test_07_hfapi_metadata(hub: FakeHub, proxy: Proxy, tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# 7b: paged tree listings link to the proxy's public URL, never to the client's Host
+# --------------------------------------------------------------------------------------
+
+#: a Host header naming somewhere else (port 1: nothing listens there)
+BOGUS_HOST = {"Host": "127.0.0.1:1"}
+
+
+def test_07_tree_pages_link_to_the_public_url_not_the_host_header(hub: FakeHub, proxy: Proxy, tmp_path: Path) -> None:
+    tree = "/api/models/org/many/tree/main"
+    # built by the proxy (1000-entry pages) and passed through from the Hub (expand: 50 a page)
+    for query in ("recursive=true", "recursive=true&expand=true"):
+        status, headers, _ = raw("GET", f"{proxy.url}{tree}?{query}", BOGUS_HOST)
+        assert status == 200
+        link = headers["Link"]
+        assert link.startswith(f"<{proxy.url}{tree}?") and link.endswith('>; rel="next"') and "cursor=" in link, link
+    with running_proxy(tmp_path / "hoard2", hub.url, public_url="https://hoard.example/") as other:
+        for query in ("recursive=true", "recursive=true&expand=true"):
+            status, headers, _ = raw("GET", f"{other.url}{tree}?{query}", BOGUS_HOST)
+            assert status == 200 and headers["Link"].startswith(f"<https://hoard.example{tree}?"), headers["Link"]
+
+
+def test_07_stock_client_pages_a_long_tree_whatever_host_it_sends(hub: FakeHub, proxy: Proxy, tmp_path: Path) -> None:
+    mark = proxy.mark()
+    out = run_client(
+        proxy.url,
+        tmp_path / "client",
+        """
+        from huggingface_hub import HfApi
+        api = HfApi(headers=ARGS["headers"])
+        OUT["tree"] = [e.path for e in api.list_repo_tree("org/many", recursive=True)]
+    """,
+        args={"headers": BOGUS_HOST},
+    )
+    assert sorted(out["tree"]) == sorted([".gitattributes", "f", *(f"f/{i:05d}.txt" for i in range(MANY))])
+    pages = [s for s in proxy.since(mark) if s.method == "GET" and s.path == "/api/models/org/many/tree/main"]
+    assert len(pages) == 2 and all(s.status == 200 for s in pages), pages  # 1007 entries, 1000 a page
+
+
+# --------------------------------------------------------------------------------------
 # 8: snapshot_download, local_dir, offline, scan/delete
 # --------------------------------------------------------------------------------------
 

@@ -288,3 +288,48 @@ def test_keepalive_connection_survives_cached_files(hub: FakeHub, proxy: Proxy) 
     expected = [(p, 200, True) for p in ["config.json"] * 3 + ["model.safetensors"] * 2 + ["config.json"]]
     assert (results, errors) == (expected, []), f"results: {results}\nproxy errors: {errors}"
     assert Seen("GET", "/org/tiny/resolve/main/config.json", 200) in proxy.seen
+
+
+# --------------------------------------------------------------------------------------
+# what goes into headers: client input echoed in X-Error-Message
+# --------------------------------------------------------------------------------------
+
+#: requests whose error message names what the client sent: control characters, NUL,
+#: non-ASCII; one 5000-digit Range
+ECHOING = [
+    ("/gpt%0d%0a2/resolve/main/config.json", {}),
+    ("/gpt%012/resolve/main/config.json", {}),
+    ("/api/models/org/tiny/commits/main%00", {}),
+    ("/org/tiny/resolve/main/nope%e2%9c%93%01.txt", {}),
+    ("/api/models/org/tiny/tree/main/ghost%e2%9c%93", {}),
+    ("/api/models/org/unknown%e2%9c%93", {}),
+    ("/api/models/org/unknown%7f", {}),
+    ("/org/tiny/resolve/main/config.json", {"Range": "bytes=0-" + "9" * 5000}),
+]
+
+
+def test_error_headers_never_carry_raw_client_input(hub: FakeHub, proxy: Proxy) -> None:
+    """Each answer is a clean 4xx whose header values are printable ASCII, and the
+    keep-alive connection it came on still serves the next request."""
+    parts = urlsplit(proxy.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    results = []
+    try:
+        for target, headers in ECHOING:
+            try:
+                conn.request("GET", target, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                bad = {k: v for k, v in resp.getheaders() if not all(" " <= c <= "~" for c in v)}
+                results.append((target, 400 <= resp.status < 500, bool(resp.getheader("X-Error-Message")), bad))
+                conn.request("GET", "/api/models/org/tiny")
+                follow = conn.getresponse()
+                follow.read()
+                assert follow.status == 200
+            except (ConnectionError, http.client.HTTPException) as exc:
+                results.append((target, type(exc).__name__, str(exc), {}))
+                conn.close()
+    finally:
+        conn.close()
+    assert results == [(t, True, True, {}) for t, _ in ECHOING], results
+    assert proxy.server_errors == []

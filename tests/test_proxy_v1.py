@@ -33,6 +33,7 @@ CONFIG = b'{"model_type": "bert", "hidden_size": 32}'
 MODEL = Content("v1-model", MiB + 777)  # 5 chunks
 EXTRA = Content("v1-extra", 100_000)
 NOTES = b"hello notes\n"
+PR_CONFIG = b'{"from": "a pull request"}'
 OTHER_BIN = Content("v1-other", 50_000)
 BIG = Content("v1-big", 3 * MiB + 5)  # 13 chunks: a download long enough to interrupt
 FILES: dict[str, bytes | Content] = {
@@ -53,6 +54,7 @@ def hub() -> Iterator[FakeHub]:
         fake.add_repo("org/model", FILES)
         fake.add_repo("org/other", {"config.json": CONFIG, "other.bin": OTHER_BIN})
         fake.add_repo("org/big", {"big.safetensors": BIG})
+        fake.add_pr("org/other", {"config.json": PR_CONFIG})
         yield fake
 
 
@@ -380,7 +382,12 @@ def test_cache_summary(proxy: ProxyThread, home: Path) -> None:
     assert doc["repos"] == 2 and Path(doc["home"]) == home and doc["disk_free"] > 0
 
 
-def test_gc_dry_run_then_real(proxy: ProxyThread, home: Path) -> None:
+def test_gc_dry_run_then_real(hub: FakeHub, home: Path) -> None:
+    with ProxyThread(home, hub.url, chunk_size=CHUNK, gc_grace=0) as proxy:  # no grace: just-used blobs go too
+        _gc_dry_run_then_real(proxy, home)
+
+
+def _gc_dry_run_then_real(proxy: ProxyThread, home: Path) -> None:
     assert prefetch(proxy, "huggingface/org/model")["state"] == "done"
     before = blob_files(home)
     assert len(before) == len(FILES) + 1
@@ -524,6 +531,64 @@ def test_malformed_addresses_and_traversal(proxy: ProxyThread, home: Path) -> No
     assert failures == []
     assert call("GET", f"{proxy.url}/healthz").status == 200
     assert proxy.metrics.get("hoard_http_requests_total", face="v1", status="500") == 0
+
+
+#: revisions that are, or hold, a "." or ".." segment (or another malformed one), on every route
+#: that takes a revision; the Hub would see "/revision/.." as "/api/models/org/model" and "/tree/
+#: ../refs" as "/refs", so none may get that far
+DOT_REVISIONS = [
+    ("GET", "/org/model/resolve/%2e%2e/config.json"),
+    ("HEAD", "/org/model/resolve/%2e%2e/config.json"),
+    ("GET", "/org/model/resolve/./config.json"),
+    ("GET", "/org/model/resolve/refs%2F..%2Fmain/config.json"),
+    ("GET", "/org/model/resolve/refs/pr/../config.json"),
+    ("GET", "/org/model/resolve/main%0d%0aX-Injected:%201/config.json"),
+    ("GET", "/datasets/org/model/resolve/%2e%2e/data.csv"),
+    ("GET", "/spaces/org/model/resolve/%2e/app.py"),
+    ("GET", "/model/resolve/%2e%2e/config.json"),
+    ("GET", "/api/models/org/model/revision/%2e%2e"),
+    ("GET", "/api/models/org/model/revision/."),
+    ("GET", "/api/models/org/model/revision/%2e%2e?expand=sha"),
+    ("GET", "/api/models/org/model/revision/refs%2F%2Fpr"),
+    ("GET", "/api/models/org/model/tree/%2e%2e"),
+    ("GET", "/api/models/org/model/tree/%2e%2e/refs"),
+    ("GET", "/api/models/org/model/tree/%2e%2e/refs?expand=true"),
+    ("GET", "/api/models/org/model/tree/main%00"),
+    ("POST", "/api/models/org/model/paths-info/%2e%2e"),
+    ("GET", "/api/models/org/model/commits/%2e%2e"),
+    ("GET", "/api/models/org/model/commits/main%2F"),
+    ("GET", "/v1/files/huggingface/org/model@./config.json"),
+    ("GET", "/v1/files/huggingface/org/model@%2e/config.json"),
+    ("GET", "/v1/files/huggingface/org/model@refs%2F.%2F1/config.json"),
+    ("GET", "/v1/trees/huggingface/org/model@%2e%2e"),
+    ("GET", "/v1/trees/huggingface/org/model@main%2F%2E"),
+    ("GET", "/v1/models/huggingface/org/model@."),
+]
+
+
+def test_dot_revisions_are_refused_on_every_route_before_the_hub(hub: FakeHub, proxy: ProxyThread) -> None:
+    answers = {(m, t): raw_request(proxy.url, m, t) for m, t in DOT_REVISIONS}
+    assert {k: a[0] for k, a in answers.items()} == {k: 400 for k in answers}, {
+        k: (a[0], a[2][:120]) for k, a in answers.items() if a[0] != 400
+    }
+    assert [r.target for r in hub.requests] == []  # nothing reached the Hub
+    assert call("GET", f"{proxy.url}/v1/models").json() == []  # and no ref named ".." was stored
+    for (method, target), (_, headers, body) in answers.items():
+        if target.startswith("/v1/"):
+            assert json.loads(body)["kind"] == "invalid_address", target
+        else:
+            assert headers.get("X-Error-Message") and "X-Injected" not in headers, (target, headers)
+
+
+def test_quoted_revision_with_slashes_stays_one_revision(hub: FakeHub, proxy: ProxyThread) -> None:
+    pr = hub.head("org/other", "refs/pr/1")
+    got = call("GET", file_url(proxy, "config.json", "refs/pr/1", "org/other"))
+    assert got.status == 200 and got.body == PR_CONFIG, (got.status, got.body[:200])
+    assert got.headers["X-Hoard-Revision"] == pr
+    tree = call("GET", f"{proxy.url}/v1/trees/huggingface/org/other@refs%2Fpr%2F1")
+    assert tree.status == 200 and tree.json()["revision"] == pr
+    info = call("GET", f"{proxy.url}/v1/models/huggingface/org/other@refs%2Fpr%2F1/config.json")
+    assert info.status == 200 and info.json()["revision"] == pr and info.json()["blake3"] == b3_of(PR_CONFIG)
 
 
 # -- hoard serve --------------------------------------------------------------------------------
