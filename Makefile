@@ -7,7 +7,7 @@ EXTRAS  ?= onnx,torch,test
 MOUNT   ?= ./models
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test run serve bench clean
+.PHONY: install system-deps test run serve bench docs clean
 
 install: $(STAMP)
 
@@ -36,6 +36,12 @@ serve: install
 
 bench: install system-deps
 	$(PY) -m bench.run
+
+# the README's configuration table, from the settings and the source registry
+docs: install
+	$(PY) -c "import re, pathlib; from hoard.cli.config import config_table; p = pathlib.Path('README.md'); \
+	t = p.read_text(); p.write_text(re.sub(r'(<!-- config-table:[^>]*-->\n).*?(\n<!-- /config-table -->)', \
+	lambda m: m.group(1) + config_table() + m.group(2), t, flags=re.S))"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

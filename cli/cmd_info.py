@@ -1,48 +1,54 @@
-"""``hoard info [ADDRESS]``: what the store holds for a repo or a file (or the whole store)."""
+"""``hoard info [ADDRESS]``: what the store holds for a repo or a file (or the whole store).
+
+A file's information says how its bytes are checked (``verified_by``): against a whole-file
+hash (``sha256``, ``gitsha1``, ``blake3``, with ``expected`` naming it), or by their length
+only, with the reason its source gave (``unverified``: an Arweave file without a
+``File-SHA256`` tag, say). An infernet-ml model id (``arweave/<owner>/<repo>:a,b``) shows each
+file it names; with several, ``--json`` prints a list.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from hoard.store.address import parse_address
+from hoard.store.address import Address
 from hoard.store.catalog import file_state, resolve_cached
 from hoard.store.errors import NotFound
+from hoard.store.records import Snapshot, TreeEntry
+from hoard.store.store import Store
 
 from .common import App, common_options, emit
 from .config import format_size
+from .model_ids import read_target
+
+__all__ = ["info", "verification"]
+
+#: keys of a file's information not printed as "key value" lines
+_NOT_LINES = ("meta", "expected", "unverified", "verified_by")
 
 
 @click.command("info")
 @click.argument("address", required=False)
 @common_options()
 def info(app: App, address: str | None) -> None:
-    """Show a repo's refs, revisions and cached bytes, a file's hashes and presence, or
-    (with no ADDRESS) a summary of the store."""
+    """Show a repo's refs, revisions and cached bytes, a file's hashes, presence and how it
+    is verified, or (with no ADDRESS) a summary of the store. ADDRESS may be an infernet-ml
+    model id (arweave/<owner>/<repo>:file1,file2)."""
     if not address:
         _store_info(app)
         return
-    addr = parse_address(address)
+    target = read_target(address)
     store = app.store
-    rev, snap = resolve_cached(store, addr)
-    pins = store.pins()
-    if addr.path:
-        entry = snap.files.get(addr.path)
-        if entry is None:
-            raise NotFound(f"{addr.path} is not a file of {addr.repo_key}@{rev}")
-        state = file_state(store, addr.path, entry)
-        data = state.as_dict() | {
-            "address": str(addr.with_revision(rev)),
-            "revision": rev,
-            "blob_path": str(store.blob_path(state.b3)) if state.b3 else None,
-            "pinned": bool(state.b3 and f"blob:{state.b3}" in pins),
-            "meta": entry.meta,
-        }
-        if state.b3:
-            with store.index.read() as txn:
-                data["aliases"] = store.index.aliases_of(state.b3, txn)
-        lines = [f"{k:<10} {v}" for k, v in data.items() if k not in ("meta",)]
-        emit(app, data, "\n".join(lines))
+    rev, snap = resolve_cached(store, target.addr)
+    if target.is_model_id or target.addr.path:
+        docs = [_file_info(store, addr, rev, snap) for addr in target.addresses]
+        text = "\n\n".join(_file_lines(d) for d in docs)
+        emit(app, docs[0] if len(docs) == 1 else docs, text)
         return
+    addr = target.addr
+    pins = store.pins()
     cached = sum(e.size for e in snap.files.values() if store.resolve(e.identity))
     data = {
         "repo": addr.repo_key,
@@ -66,6 +72,40 @@ def info(app: App, address: str | None) -> None:
         ]
     )
     emit(app, data, human)
+
+
+def verification(entry: TreeEntry) -> dict[str, Any]:
+    """How a file's bytes are checked before they are published."""
+    return {
+        "verified_by": entry.verified_by,
+        "expected": entry.expected.text if entry.expected else None,
+        "unverified": None if entry.expected else str(entry.meta.get("unverified") or "its source states no hash"),
+    }
+
+
+def _file_info(store: Store, addr: Address, rev: str, snap: Snapshot) -> dict[str, Any]:
+    entry = snap.files.get(addr.path)
+    if entry is None:
+        raise NotFound(f"{addr.path} is not a file of {addr.repo_key}@{rev}")
+    state = file_state(store, addr.path, entry)
+    data: dict[str, Any] = state.as_dict() | verification(entry) | {
+        "address": str(addr.with_revision(rev)),
+        "revision": rev,
+        "blob_path": str(store.blob_path(state.b3)) if state.b3 else None,
+        "pinned": bool(state.b3 and f"blob:{state.b3}" in store.pins()),
+        "meta": entry.meta,
+    }
+    if state.b3:
+        with store.index.read() as txn:
+            data["aliases"] = store.index.aliases_of(state.b3, txn)
+    return data
+
+
+def _file_lines(data: dict[str, Any]) -> str:
+    lines = [f"{k:<10} {v}" for k, v in data.items() if k not in _NOT_LINES]
+    how = f"{data['verified_by']} ({data['expected']})" if data["expected"] else f"{data['verified_by']}: {data['unverified']}"
+    lines.insert(2, f"{'verified':<10} {how}")
+    return "\n".join(lines)
 
 
 def _store_info(app: App) -> None:

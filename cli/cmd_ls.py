@@ -1,19 +1,29 @@
-"""``hoard ls [PREFIX]``: cached repos under a prefix, or the files of one repo."""
+"""``hoard ls [PREFIX]``: cached repos under a prefix, or the files of one repo.
+
+PREFIX may name a repo by an infernet-ml model id (``arweave/<owner>/<repo>:a.onnx,b.onnx``):
+then only the files it names are listed.
+"""
 
 from __future__ import annotations
 
 import click
 
-from hoard.store.address import SOURCES, parse_address, parse_prefix
-from hoard.store.catalog import file_state, list_repos, resolve_cached
+from hoard.store.address import parse_prefix
+from hoard.store.catalog import default_ref, file_state, list_repos, resolve_cached
+from hoard.store.errors import NotFound
+from hoard.store.sources import source_info, source_names
 
 from .common import App, common_options, emit, table
 from .config import format_size
+from .model_ids import read_target
+
+__all__ = ["ls"]
 
 
 def _is_repo_address(prefix: str) -> bool:
     parts = parse_prefix(prefix)
-    need = 4 if len(parts) > 1 and parts[0] == "huggingface" and parts[1] in ("datasets", "spaces") else 3
+    info = source_info(parts[0]) if parts else None
+    need = 4 if info is not None and len(parts) > 1 and parts[1] in info.kinds else 3
     return len(parts) >= need
 
 
@@ -34,11 +44,12 @@ def ls(app: App, prefix: str) -> None:
     def human() -> None:
         if not repos:
             where = f" under {prefix}" if prefix else ""
-            click.echo(f"nothing cached{where} (sources: {', '.join(SOURCES)})")
+            click.echo(f"nothing cached{where} (sources: {', '.join(source_names())})")
             return
         rows = []
         for r in repos:
-            main = r.refs.get("main") or r.refs.get("latest") or (r.revisions[-1] if r.revisions else "-")
+            source = r.repo.split("/", 1)[0]
+            main = r.refs.get(default_ref(source)) or (r.revisions[-1] if r.revisions else "-")
             pct = f"{100 * r.cached / r.size:.0f}%" if r.size else "-"
             rows.append([r.repo, main[:12], str(r.files), format_size(r.size), pct, "pinned" if r.pinned else ""])
         click.echo(table(rows, ["REPO", "REVISION", "FILES", "SIZE", "CACHED", ""]))
@@ -47,13 +58,19 @@ def ls(app: App, prefix: str) -> None:
 
 
 def _ls_files(app: App, text: str) -> None:
-    addr = parse_address(text)
+    target = read_target(text)
+    addr = target.addr
     rev, snap = resolve_cached(app.store, addr)
-    states = [
-        file_state(app.store, path, entry)
-        for path, entry in sorted(snap.files.items())
-        if not addr.path or path == addr.path or path.startswith(addr.path + "/")
-    ]
+    missing = [f for f in target.files if f not in snap.files]
+    if missing:
+        raise NotFound(f"{addr.repo_key}@{rev}: no file {', '.join(map(repr, missing))}")
+
+    def listed(path: str) -> bool:
+        if target.files:
+            return path in target.files
+        return not addr.path or path == addr.path or path.startswith(addr.path + "/")
+
+    states = [file_state(app.store, path, entry) for path, entry in sorted(snap.files.items()) if listed(path)]
     data = {"repo": addr.repo_key, "revision": rev, "files": [s.as_dict() for s in states]}
 
     def human() -> None:

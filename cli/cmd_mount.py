@@ -28,7 +28,7 @@ from .runtime import proxy_config, setup_logging
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount (needs user_allow_other).")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-@common_options("upstream", "hf_endpoint", "arweave_gateway", "github_url", "torch_url", "chunk_size")
+@common_options("upstream", "sources", "chunk_size")
 def mount(app: App, mountpoint: str, fill: str, readahead: int, daemon: bool, allow_other: bool, log_level: str) -> None:
     """Mount the read-only model tree at MOUNTPOINT and serve it until SIGINT/SIGTERM or
     `hoard umount`.

@@ -26,8 +26,7 @@ from .runtime import proxy_config, setup_logging
                    "(without one they are off unless the proxy listens on loopback).")
 @click.option("--admin-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="Read the admin token from FILE (keeps it out of the process list).")
-@common_options("listen", "public_url", "upstream", "hf_endpoint", "arweave_gateway", "github_url", "torch_url",
-                "chunk_size")
+@common_options("listen", "public_url", "upstream", "sources", "chunk_size")
 def serve(app: App, log_level: str, admin_token: str | None, admin_token_file: Path | None) -> None:
     """Run the pull-through proxy until SIGINT/SIGTERM.
 

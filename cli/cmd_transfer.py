@@ -1,4 +1,8 @@
-"""``hoard export`` / ``hoard import``: move cached revisions between stores and tools."""
+"""``hoard export`` / ``hoard import``: move cached revisions between stores and tools.
+
+Export moves a whole revision; an infernet-ml model id (``arweave/<owner>/<repo>:a.onnx``)
+names its repo (infernet-ml itself always downloads the whole repo).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ from pathlib import Path
 
 import click
 
-from hoard.store.address import parse_address
 from hoard.store.transfer import ImportReport, export, import_path
 
 from .common import App, common_options, emit, progress_bar
 from .config import format_size
+from .model_ids import read_target
 
 
 @click.command("export")
@@ -22,8 +26,9 @@ from .config import format_size
 @click.option("--link", is_flag=True, help="Hard-link the read-only blobs instead of copying (same filesystem).")
 @common_options()
 def export_cmd(app: App, address: str, dest: Path, fmt: str, link: bool) -> None:
-    """Export a cached repo revision (ADDRESS = <source>/<owner>/<repo>[@rev]) to DEST."""
-    addr = parse_address(address, default_source="huggingface")
+    """Export a cached repo revision (ADDRESS = <source>/<owner>/<repo>[@rev], or an
+    infernet-ml model id, whose repo is exported) to DEST."""
+    addr = read_target(address, default_source="huggingface").addr
     with progress_bar(app, f"export {addr.repo_key}", None) as advance:
         summary = export(app.store, addr, dest, fmt, link=link, progress=advance)
     emit(app, summary, f"exported {summary['files']} file(s), {format_size(summary['bytes'])} of "

@@ -22,8 +22,9 @@ def verify_cmd(app: App, sample: str | None, subset: str | None, deep: bool, dry
     """Re-hash blobs and check the index against the files.
 
     A damaged blob (its bytes no longer hash to its name) is named, removed from the index
-    and deleted, so it is fetched again rather than served; exit status 5 when anything
-    was found.
+    and deleted, so it is fetched again rather than served. Content no origin can give back
+    (the local source, pushed repos) is moved to $HOARD_HOME/quarantine/<b3> instead: out of
+    the index, never served, but not lost. Exit status 5 when anything was found.
     """
     store = app.store
     try:
@@ -38,6 +39,10 @@ def verify_cmd(app: App, sample: str | None, subset: str | None, deep: bool, dry
         click.echo(f"checked {report.checked} blobs ({format_size(report.bytes)})")
         for f in report.findings:
             click.echo(f"{f.kind}: {f.name}: {f.detail}")
+        for q in report.quarantined:
+            done = "quarantined" if report.repaired else "would quarantine"
+            click.echo(f"{done}: {q.b3}: {q.path} (no origin can give it back: {q.used_by} uses it; "
+                       "kept aside, out of the index, never served)")
         if report.findings:
             click.echo("repaired: removed from the index" if report.repaired else "not repaired (--dry-run)")
         else:

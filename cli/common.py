@@ -21,28 +21,16 @@ import click
 from hoard.store.errors import HoardError, codes_for
 from hoard.store.store import Store
 
-from .config import ENV, Settings, load_settings
+from hoard.proxy.sources import Setting
 
-__all__ = ["App", "common_options", "option_for", "emit", "progress_bar", "fail"]
+from .config import ENV, HELP, Settings, load_settings, source_settings
+
+__all__ = ["App", "common_options", "option_for", "source_option", "emit", "progress_bar", "fail"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_HELP = {
-    "home": "Store directory (default ~/.cache/hoard).",
-    "upstream": "Parent hoard proxy to fill from, e.g. http://cache:8090.",
-    "hf_endpoint": "Hugging Face Hub endpoint (default https://huggingface.co).",
-    "arweave_gateway": "Arweave gateway (default https://arweave.net).",
-    "github_url": "Base URL of ONNX hub manifests and media (default https://raw.githubusercontent.com).",
-    "torch_url": "Base URL of PyTorch weights (default https://download.pytorch.org).",
-    "listen": "Address to listen on (default 127.0.0.1:8090).",
-    "public_url": "URL clients reach this proxy at, for links it sends (default http://<listen>).",
-    "chunk_size": "Chunk size of lazy fetches (default 8MiB).",
-    "max_size": "Size gc trims the store to, e.g. 200GiB.",
-}
-
-
 def option_for(name: str, *flags: str, metavar: str | None = None) -> Callable[[F], F]:
-    """A settings option: its env var is resolved by click and named in the help."""
+    """A core setting's option: its env var is resolved by click and named in the help."""
     flag = flags or (f"--{name.replace('_', '-')}",)
     return click.option(
         *flag,
@@ -51,7 +39,22 @@ def option_for(name: str, *flags: str, metavar: str | None = None) -> Callable[[
         show_envvar=name in ENV,
         default=None,
         metavar=metavar,
-        help=_HELP.get(name, ""),
+        help=HELP.get(name, ""),
+    )
+
+
+def source_option(setting: Setting) -> Callable[[F], F]:
+    """A source setting's option, as its module declares it (flag, env var, type, help)."""
+    default = setting.default
+    shown = ", ".join(default) if isinstance(default, tuple) else default
+    text = f"{setting.help} (default {shown})" if shown not in (None, False, "", ()) else setting.help
+    if setting.kind is bool:
+        return click.option(setting.flag, setting.name, is_flag=True, default=None, envvar=setting.envvar,
+                            show_envvar=True, help=text)
+    return click.option(
+        setting.flag, setting.name, envvar=setting.envvar, show_envvar=True, default=None,
+        multiple=setting.multiple, metavar="URL" if "url" in setting.name or "endpoint" in setting.name
+        or "gateway" in setting.name else None, help=text,
     )
 
 
@@ -87,12 +90,19 @@ class App:
 
 
 def common_options(*settings: str) -> Callable[[F], F]:
-    """Add ``--home``, ``--json`` and the named settings options; pass an :class:`App`."""
+    """Add ``--home``, ``--json`` and the named settings options; pass an :class:`App`.
+
+    ``"sources"`` among the names adds every source setting of the registry (the endpoints
+    of the Hub, the Arweave gateways, ...).
+    """
+    core = [name for name in settings if name != "sources"]
+    per_source = list(source_settings().values()) if "sources" in settings else []
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
-            flags = {name: kwargs.pop(name) for name in ("home", *settings)}
+            names = ("home", *core, *(s.name for s in per_source))
+            flags = {name: kwargs.pop(name) for name in names}
             app = App(flags, kwargs.pop("as_json"))
             try:
                 return fn(app, **kwargs)
@@ -112,7 +122,9 @@ def common_options(*settings: str) -> Callable[[F], F]:
                 app.close()
 
         wrapped: Any = wrapper
-        for name in reversed(settings):
+        for setting in reversed(per_source):
+            wrapped = source_option(setting)(wrapped)
+        for name in reversed(core):
             wrapped = option_for(name)(wrapped)
         wrapped = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(wrapped)
         wrapped = option_for("home", "--home", metavar="DIR")(wrapped)

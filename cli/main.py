@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from hoard.proxy.sources import load_all
+
 __all__ = ["cli", "main"]
 
 #: command name -> (module in hoard.cli, attribute)
@@ -36,10 +38,19 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The sources this hoard serves, from the registry (each flag's help names its
+        environment variable; see ``hoard serve --help``)."""
+        rows = [(name, spec.info.summary) for name, spec in load_all().items()]
+        with formatter.section("Sources"):
+            formatter.write_dl(rows)
+        super().format_epilog(ctx, formatter)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         spec = COMMANDS.get(cmd_name)
         if spec is None:
             return None
+        load_all()  # the source registry: which sources exist, their settings and defaults
         module = importlib.import_module(f"hoard.cli.{spec[0]}")
         command: Any = getattr(module, spec[1])
         return command  # type: ignore[no-any-return]

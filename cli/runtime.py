@@ -35,16 +35,13 @@ def proxy_config(settings: Settings, *, local_user: bool) -> ProxyConfig:
     return ProxyConfig(
         host=host,
         port=port,
-        hf_endpoint=settings.hf_endpoint,
-        arweave_gateway=settings.arweave_gateway,
-        github_url=settings.github_url,
-        torch_url=settings.torch_url,
+        source_settings=dict(settings.sources),
         upstream=settings.upstream,
         refs_ttl=settings.refs_ttl,
         public_url=settings.public_url,
         send_timeout=settings.send_timeout,
         max_connections=settings.max_connections,
-        local_creds=Credentials(settings.hf_token if local_user else None),
+        local_creds=Credentials.of(settings.tokens) if local_user else Credentials(),
     )
 
 

@@ -30,7 +30,8 @@ from typing import Any
 from hoard.proxy.catalog import Resolved
 from hoard.proxy.fetch import OpenFile
 from hoard.proxy.origin import RemoteFile
-from hoard.store.address import HF_KINDS, SOURCES, Address, check_segment, parse_address
+from hoard.store.address import Address, check_segment, parse_address
+from hoard.store.sources import source_info
 from hoard.store.errors import HoardError, InvalidAddress, codes_for
 
 from .bridge import CoreBridge
@@ -40,7 +41,13 @@ __all__ = ["HoardFS", "Attr", "FsError", "MountOptions"]
 log = logging.getLogger("hoard.fuse")
 
 XATTRS = ("user.hoard.address", "user.hoard.revision", "user.hoard.identity", "user.hoard.sha256",
-          "user.hoard.blake3", "user.hoard.present")
+          "user.hoard.verified_by", "user.hoard.blake3", "user.hoard.present")
+
+
+def _kinds(source: str) -> tuple[str, ...]:
+    """Repo kinds a source writes before the owner (``huggingface/datasets/...``)."""
+    info = source_info(source)
+    return info.kinds if info is not None else ()
 
 
 class FsError(OSError):
@@ -152,7 +159,7 @@ class HoardFS:
             raise FsError(errno.ENOENT)
         rest = parts[1:]
         kind = ""
-        if source == "huggingface" and rest and rest[0] in HF_KINDS:
+        if rest and rest[0] in _kinds(source):
             kind, rest = rest[0], rest[1:]
             if not rest:
                 return _Where(source, kind, kind_dir=True)
@@ -217,7 +224,7 @@ class HoardFS:
         names: set[str] = set()
         for key in self.store.repos(prefix):
             rest = key[len(prefix) :].split("/")
-            if source == "huggingface" and not kind and rest[0] in HF_KINDS:
+            if not kind and rest[0] in _kinds(source):
                 continue
             if len(rest) != 2:
                 continue
@@ -250,11 +257,9 @@ class HoardFS:
         w = self._parse(path)
         depth = w.depth
         if depth == "root":
-            names = [s for s in SOURCES if s in self.bridge.svc.sources]
+            names = sorted(self.bridge.svc.sources)
         elif depth == "source":
-            names = self._cached_repos(w.source, "", None)
-            if w.source == "huggingface":
-                names = sorted(set(names) | set(HF_KINDS))
+            names = sorted(set(self._cached_repos(w.source, "", None)) | set(_kinds(w.source)))
         elif depth == "kind":
             names = self._cached_repos(w.source, w.kind, None)
         elif depth == "owner":
@@ -423,6 +428,8 @@ class HoardFS:
             return None
         if name == "user.hoard.identity":
             return entry.identity
+        if name == "user.hoard.verified_by":  # "sha256", "gitsha1", "length only", ...
+            return entry.verified_by
         if name == "user.hoard.sha256":
             if entry.identity.startswith("sha256:"):
                 return entry.identity[7:]

@@ -5,6 +5,10 @@
 * A ref (``main``, a tag, ``refs/pr/1``) is re-resolved at the origin after ``refs_ttl``.
 * When the origin is unreachable, a known ref keeps its last revision (offline mode); a name
   never seen fails with :class:`OriginUnavailable` (a retryable 503), never "not found".
+  Once an origin call has failed, nothing waits for that origin any more: cached answers are
+  used at once and one background probe at a time asks it again (:mod:`.origin_health`).
+* A commit-pinned name whose tree is cached is never sent to the origin; only its repo's
+  access flags are, through the default branch, under the same rules as any ref.
 * Concurrent lookups of one name share one origin request.
 * Content of private or gated repos is handed only to credentials the origin admits; the
   origin's answer is remembered per credentials fingerprint for ``access_ttl`` seconds.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +39,7 @@ from hoard.store.records import Snapshot, TreeEntry
 from hoard.store.store import Store
 
 from .origin import Credentials, RemoteFile, ResolvedRef, Source
+from .origin_health import OriginHealth
 
 __all__ = ["Catalog", "Resolved"]
 
@@ -71,12 +77,14 @@ class Catalog:
         refs_ttl: float = 60.0,
         access_ttl: float = 60.0,
         clock: Callable[[], float] = time.time,
+        health: OriginHealth | None = None,
     ) -> None:
         self.store = store
         self.sources = sources
         self.refs_ttl = refs_ttl
         self.access_ttl = access_ttl
         self.clock = clock
+        self.health = health or OriginHealth()
         self._pending: dict[tuple[str, ...], asyncio.Task[object]] = {}
         self._access: dict[tuple[str, str, str], tuple[float, BaseException | None]] = {}
 
@@ -86,10 +94,25 @@ class Catalog:
             raise InvalidAddress(f"source {addr.source!r} is not served here")
         return src
 
-    async def _once(self, key: tuple[str, ...], make: Callable[[], Awaitable[T]]) -> T:
-        """Run ``make`` once for concurrent callers with the same key.
+    def origin_down(self, source: str) -> bool:
+        """True while the origin of ``source`` is known to be unreachable (callers that talk
+        to it directly can then answer from the cache at once instead of waiting)."""
+        return self.health.is_down(source)
 
-        It runs in its own task: a caller that is cancelled (a client gone, a mount request
+    async def origin_call(self, source: str, make: Callable[[], Awaitable[T]]) -> T:
+        """An origin call made outside the catalog (an API pass-through, say), under the same
+        health rules: while ``source``'s origin is known down it fails at once with
+        OriginUnavailable (this call becomes the background probe if none runs); otherwise
+        it runs, and its outcome marks the origin up or down."""
+        if self.health.is_down(source):
+            self.health.probe(source, lambda: self.health.call(source, make))
+            raise self.health.unavailable(source)
+        return await self.health.call(source, make)
+
+    def _start(self, key: tuple[str, ...], make: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+        """The task running ``make`` for ``key``: the running one, or a new one.
+
+        It is a task of its own: a caller that is cancelled (a client gone, a mount request
         timed out) neither cancels it for the others nor hands them its cancellation.
         """
         task = self._pending.get(key)
@@ -104,7 +127,46 @@ class Catalog:
                     t.exception()  # retrieved here too, in case every caller went away
 
             task.add_done_callback(done)
-        return await asyncio.shield(task)  # type: ignore[return-value]
+        return task  # type: ignore[return-value]
+
+    async def _once(self, key: tuple[str, ...], make: Callable[[], Awaitable[T]]) -> T:
+        """Run ``make`` once for concurrent callers with the same key."""
+        return await asyncio.shield(self._start(key, make))
+
+    async def _ask(
+        self,
+        src: Source,
+        key: tuple[str, ...],
+        make: Callable[[], Awaitable[T]],
+        stale: T | None = None,
+        *,
+        what: str = "this name is not cached",
+    ) -> T:
+        """One origin call (shared by concurrent callers with ``key``), unless that origin is
+        known to be down.
+
+        Down: the call becomes the source's background probe (if none is running) and this
+        returns ``stale`` at once, or raises OriginUnavailable when nothing is cached.
+        Up: wait for the call; if another call marks the origin down meanwhile, stop waiting
+        and answer as if it had been down (the call goes on in the background and still
+        updates the store).
+        """
+        name = src.name
+
+        def call() -> Awaitable[T]:
+            return self.health.call(name, make)
+
+        if not self.health.is_down(name):
+            task = self._start(key, call)
+            went_down = self.health.went_down(name)
+            await asyncio.wait((task, went_down), return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
+        else:
+            self.health.probe(name, lambda: self._once(key, call))
+        if stale is not None:
+            return stale
+        raise self.health.unavailable(name, what)
 
     async def resolve(
         self, addr: Address, creds: Credentials, *, access: str = "files", trust_offline: bool = False
@@ -121,12 +183,7 @@ class Catalog:
         ref = addr.revision or default_ref(addr.source)
         key = addr.repo_key
         if src.is_revision_id(ref):
-            snap = self.store.get_snapshot(key, ref)
-            if snap is None:
-                snap = await self._once(
-                    ("snap", key, ref, creds.fingerprint), lambda: self._fetch_snapshot(src, addr, ResolvedRef(ref), creds)
-                )
-            resolved = Resolved(addr.with_revision(ref), snap)
+            resolved = Resolved(addr.with_revision(ref), await self._commit_snapshot(src, addr, ref, creds))
         else:
             resolved = await self._resolve_ref(src, addr, ref, creds)
         if access != "none" and await self._restricted(src, addr, resolved, creds, files=access == "files"):
@@ -138,22 +195,43 @@ class Catalog:
                 log.info("origin unreachable; trusting the local user with cached %s", key)
         return resolved
 
+    async def _commit_snapshot(self, src: Source, addr: Address, commit: str, creds: Credentials) -> Snapshot:
+        """The tree of an immutable revision: from the store, else from the origin (once)."""
+        snap = self.store.get_snapshot(addr.repo_key, commit)
+        if snap is not None:
+            return snap
+        return await self._ask(
+            src,
+            ("snap", addr.repo_key, commit, creds.fingerprint),
+            lambda: self._fetch_snapshot(src, addr, ResolvedRef(commit), creds),
+        )
+
+    def _cached_ref(self, src: Source, addr: Address, ref: str) -> tuple[Resolved | None, bool]:
+        """The last answer for a ref, if its tree is still in the store, and whether it is
+        fresh (younger than ``refs_ttl``, or of a source whose refs never expire)."""
+        rec = self.store.get_ref(addr.repo_key, ref)
+        if rec is None:
+            return None, False
+        snap = self.store.get_snapshot(addr.repo_key, rec.revision)
+        if snap is None:
+            return None, False
+        fresh = not src.refs_expire or self.clock() - rec.fetched_at < self.refs_ttl
+        return Resolved(addr.with_revision(rec.revision), snap), fresh
+
     async def _resolve_ref(self, src: Source, addr: Address, ref: str, creds: Credentials) -> Resolved:
-        key = addr.repo_key
-        rec = self.store.get_ref(key, ref)
-        if rec is not None and (not src.refs_expire or self.clock() - rec.fetched_at < self.refs_ttl):
-            snap = self.store.get_snapshot(key, rec.revision)
-            if snap is not None:
-                return Resolved(addr.with_revision(rec.revision), snap)
+        cached, fresh = self._cached_ref(src, addr, ref)
+        if cached is not None and fresh:
+            return cached
+        stale = None if cached is None else dataclasses.replace(cached, stale=True)
         try:
-            return await self._once(("ref", key, ref, creds.fingerprint), lambda: self._refresh_ref(src, addr, ref, creds))
+            return await self._ask(
+                src, ("ref", addr.repo_key, ref, creds.fingerprint), lambda: self._refresh_ref(src, addr, ref, creds), stale
+            )
         except OriginUnavailable:
-            if rec is not None:
-                snap = self.store.get_snapshot(key, rec.revision)
-                if snap is not None:
-                    log.info("origin unreachable; serving %s@%s from cache (%s)", key, ref, rec.revision[:12])
-                    return Resolved(addr.with_revision(rec.revision), snap, stale=True)
-            raise
+            if stale is None:
+                raise
+            log.info("origin unreachable; serving %s@%s from cache (%s)", addr.repo_key, ref, stale.revision[:12])
+            return stale
 
     async def _refresh_ref(self, src: Source, addr: Address, ref: str, creds: Credentials) -> Resolved:
         resolved = await src.resolve(addr, ref, creds)
@@ -186,7 +264,9 @@ class Catalog:
     ) -> bool:
         """Whether the repo is private/gated *now*: as the revision was cached, or as its
         default branch last said (a commit-pinned revision is never re-fetched, but a repo can
-        turn private later; the branch is re-resolved after the refs TTL)."""
+        turn private later). The branch is a ref like any other: re-resolved after the refs
+        TTL while the origin answers, its last known flags used at once while it does not
+        (refreshed by the background probe)."""
         if src.restricted(resolved.snapshot, files=files):
             return True
         if not src.refs_expire or not src.is_revision_id(addr.revision or ""):
@@ -209,12 +289,17 @@ class Catalog:
             return
         if len(self._access) > 4096:
             self._access = {k: v for k, v in self._access.items() if now - v[0] < self.access_ttl}
-        try:
-            await self._once(("access", *key), lambda: src.check_access(resolved.addr, resolved.snapshot, creds))
-        except (AccessDenied, NotFound) as exc:
-            self._access[key] = (now, exc)
-            raise
-        self._access[key] = (now, None)
+
+        async def ask() -> None:
+            try:
+                await src.check_access(resolved.addr, resolved.snapshot, creds)
+            except (AccessDenied, NotFound) as exc:
+                self._access[key] = (self.clock(), exc)
+                raise
+            self._access[key] = (self.clock(), None)
+
+        # while the origin is down this raises OriginUnavailable at once (and probes it)
+        await self._ask(src, ("access", *key), ask, what="it must confirm access to this restricted repo")
 
     async def authorize(self, addr: Address, revision: str, snap: Snapshot, creds: Credentials) -> None:
         """Raise unless these credentials may read the files of a cached revision."""
@@ -237,4 +322,8 @@ class Catalog:
 
     def forget_access(self) -> None:
         self._access.clear()
+
+    async def aclose(self) -> None:
+        """Stop background probes (at shutdown)."""
+        await self.health.aclose()
 

@@ -205,7 +205,15 @@ class FetchCore:
         got = await self._io(self._with_room, rf.size, self.store.open_file, rf.identity, rf.size, rf.expected)
         of = OpenFile(rf, None, got.b3) if isinstance(got, Published) else OpenFile(rf, got, None)
         self._files[rf.identity] = of
+        if of.b3 is not None:
+            await self._record_aliases(of.rf, of.b3)
         return of
+
+    async def _record_aliases(self, rf: RemoteFile, b3: str) -> None:
+        """Name a published blob by the file's other names too (an Arweave tx id, ...)."""
+        missing = [a for a in rf.extra_aliases if self.store.resolve(a) != b3]
+        if missing:
+            await self._io(self.store.add_aliases, missing, b3)
 
     def _opened(self, identity: str, task: asyncio.Task[OpenFile]) -> None:
         if self._opening.get(identity) is task:
@@ -373,6 +381,7 @@ class FetchCore:
         if b3 is not None and of.b3 is None:
             of.b3 = b3
             self.metrics.inc(m.PUBLISHED)
+            await self._record_aliases(of.rf, b3)
         # the partial stays open until the last reader closes the file: readers may be using it
         return b3
 

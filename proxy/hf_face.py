@@ -52,6 +52,7 @@ from .catalog import Resolved
 from .links import header_text, next_link, public_base
 from .origin import Credentials
 from .responses import content_type, serve_bytes
+from .request import credentials_for, services
 from .service import Services
 from .sources.huggingface import HuggingFace, hf_error, strip_xet
 
@@ -64,18 +65,9 @@ _PAGE = 1000
 _TRUE = {"1", "true", "yes"}
 
 
-def _services(request: web.Request) -> Services:
-    from .app import SERVICES
-
-    return request.app[SERVICES]
-
-
 def credentials(request: web.Request) -> Credentials:
-    auth = request.headers.get("Authorization", "")
-    if auth.lower().startswith("bearer "):
-        token = auth[7:].strip()
-        return Credentials(token or None)
-    return Credentials()
+    """A Hub token on this face belongs to the Hub, and to nothing else."""
+    return credentials_for(request, "huggingface")
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -87,7 +79,7 @@ def _flag(request: web.Request, name: str) -> bool:
 
 def hf_error_response(exc: BaseException, creds: Credentials | None = None) -> web.Response:
     """An error the way the Hub sends it: status, X-Error-Code/-Message, JSON body."""
-    anonymous = creds is None or creds.token is None
+    anonymous = creds is None or creds.anonymous
     headers: dict[str, str] = {}
     code = None
     status = codes_for(exc).http_status
@@ -168,7 +160,7 @@ def _file_headers(resolved: Resolved, path: str, entry: TreeEntry) -> dict[str, 
 
 
 async def _resolve_file(request: web.Request, kind: str) -> web.StreamResponse:
-    svc = _services(request)
+    svc = services(request)
     creds = credentials(request)
     mi = request.match_info
     rev, path = _split_rev_path(mi["rev"], mi["path"])
@@ -193,7 +185,7 @@ def _resolve_handler(kind: str):  # type: ignore[no-untyped-def]
 @_hf_errors
 async def _legacy_resolve(request: web.Request) -> web.StreamResponse:
     """``/gpt2/resolve/...``: old single-segment ids; redirect to the canonical ``ns/name``."""
-    svc = _services(request)
+    svc = services(request)
     hf = svc.sources.get("huggingface")
     mi = request.match_info
     name = check_segment(mi["name"], "repo")
@@ -203,7 +195,7 @@ async def _legacy_resolve(request: web.Request) -> web.StreamResponse:
     if not isinstance(hf, HuggingFace):
         raise RepoNotFound(f"{name}: use the full <namespace>/<name> repo id")
     reply = await svc.http.follow(
-        "GET", f"{hf.endpoint}/api/models/{quote(name, safe='')}", headers=credentials(request).bearer(),
+        "GET", f"{hf.endpoint}/api/models/{quote(name, safe='')}", headers=credentials(request).bearer("huggingface"),
         auth_origin=hf.endpoint,
     )
     if reply.status != 200:
@@ -249,7 +241,7 @@ async def _passthrough(request: web.Request, svc: Services, url: str) -> web.Res
     creds = credentials(request)
     try:
         reply = await svc.http.follow(
-            "GET", url, headers=creds.bearer(), auth_origin=hf.endpoint, params=list(request.query.items())
+            "GET", url, headers=creds.bearer("huggingface"), auth_origin=hf.endpoint, params=list(request.query.items())
         )
     except OriginUnavailable:
         return None
@@ -269,7 +261,7 @@ async def _passthrough(request: web.Request, svc: Services, url: str) -> web.Res
 def _info_handler(with_revision: bool):  # type: ignore[no-untyped-def]
     @_hf_errors
     async def handler(request: web.Request) -> web.StreamResponse:
-        svc = _services(request)
+        svc = services(request)
         mi = request.match_info
         kind = _KINDS[mi["type"]]
         addr = _repo_addr(kind, mi["ns"], mi["name"], mi["rev"] if with_revision else None)
@@ -328,7 +320,7 @@ def tree_listing(snap: Snapshot, path: str, recursive: bool) -> list[dict[str, A
 def _tree_handler():  # type: ignore[no-untyped-def]
     @_hf_errors
     async def handler(request: web.Request) -> web.StreamResponse:
-        svc = _services(request)
+        svc = services(request)
         mi = request.match_info
         kind = _KINDS[mi["type"]]
         rev, path = _split_rev_path(mi["rev"], mi.get("path", ""))
@@ -376,7 +368,7 @@ def _make_cursor(offset: int) -> str:
 
 @_hf_errors
 async def _paths_info(request: web.Request) -> web.StreamResponse:
-    svc = _services(request)
+    svc = services(request)
     mi = request.match_info
     addr = _repo_addr(_KINDS[mi["type"]], mi["ns"], mi["name"], mi["rev"])
     body = await request.read()
@@ -407,7 +399,7 @@ async def _paths_info(request: web.Request) -> web.StreamResponse:
 def _passthrough_handler(*tail: str):  # type: ignore[no-untyped-def]
     @_hf_errors
     async def handler(request: web.Request) -> web.StreamResponse:
-        svc = _services(request)
+        svc = services(request)
         mi = request.match_info
         addr = _repo_addr(_KINDS[mi["type"]], mi["ns"], mi["name"], mi.get("rev"))
         hf = svc.sources.get("huggingface")
@@ -428,11 +420,11 @@ def _passthrough_handler(*tail: str):  # type: ignore[no-untyped-def]
 
 @_hf_errors
 async def _whoami(request: web.Request) -> web.StreamResponse:
-    svc = _services(request)
+    svc = services(request)
     hf = svc.sources.get("huggingface")
     if not isinstance(hf, HuggingFace):
         raise OriginUnavailable("no Hub configured")
-    reply = await svc.http.request("GET", f"{hf.endpoint}/api/whoami-v2", headers=credentials(request).bearer())
+    reply = await svc.http.request("GET", f"{hf.endpoint}/api/whoami-v2", headers=credentials(request).bearer("huggingface"))
     if reply.status != 200:
         raise hf_error(reply, "whoami")
     try:

@@ -4,37 +4,73 @@ A :class:`Source` turns names into immutable revisions and trees, and reads byte
 the files it describes. Everything source-specific (URL schemes, redirects, error codes,
 auth) stays inside its adapter; the fetch core, the catalog, the HTTP faces and the mount see
 only :class:`RemoteFile` and :class:`~hoard.store.records.Snapshot`.
+
+Credentials are per source: a client's Hub token is the ``huggingface`` entry of its
+:class:`Credentials`, and an adapter only ever reads its own entry, so no token can reach
+another origin's host.
 """
 
 from __future__ import annotations
 
 import abc
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hoard.store.address import Address
+from hoard.store.errors import NotFound
 from hoard.store.records import ExpectedHash, Snapshot, TreeEntry
+from hoard.store.sources import SourceInfo, source_info
 
-__all__ = ["Credentials", "RemoteFile", "Source", "expected_for", "ResolvedRef"]
+__all__ = ["Credentials", "ANONYMOUS", "RemoteFile", "Source", "ResolvedRef"]
 
 
 @dataclass(frozen=True)
 class Credentials:
-    """A client's credentials for an origin. Never stored, never logged (repr hides them)."""
+    """A client's credentials, one per origin they belong to. Never stored, never logged
+    (the repr hides them)."""
 
-    token: str | None = field(default=None, repr=False)
+    tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
-    def bearer(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    @classmethod
+    def of(cls, tokens: Mapping[str, str | None]) -> Credentials:
+        """From ``{source: token}``; empty tokens are dropped."""
+        return cls(tuple(sorted((s, t) for s, t in tokens.items() if t)))
+
+    @classmethod
+    def for_source(cls, source: str, token: str | None) -> Credentials:
+        return cls.of({source: token})
+
+    def token(self, source: str) -> str | None:
+        """The token for ``source``'s origin, if the client gave one."""
+        for name, token in self.tokens:
+            if name == source:
+                return token
+        return None
+
+    def bearer(self, source: str) -> dict[str, str]:
+        """``Authorization: Bearer`` for ``source``'s origin, or nothing."""
+        token = self.token(source)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def only(self, source: str) -> Credentials:
+        """These credentials with ``source``'s token alone."""
+        return Credentials.for_source(source, self.token(source))
+
+    @property
+    def anonymous(self) -> bool:
+        return not self.tokens
 
     @property
     def fingerprint(self) -> str:
         """A stable, non-reversible name for these credentials (cache keys, logs)."""
-        if not self.token:
+        if not self.tokens:
             return "anonymous"
-        return hashlib.sha256(self.token.encode()).hexdigest()[:16]
+        h = hashlib.sha256()
+        for name, token in self.tokens:
+            h.update(f"{name}\0{token}\0".encode())
+        return h.hexdigest()[:16]
 
 
 ANONYMOUS = Credentials()
@@ -52,6 +88,12 @@ class RemoteFile:
     creds: Credentials = ANONYMOUS
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    @property
+    def extra_aliases(self) -> list[str]:
+        """Other names of the content (an Arweave tx id, ...), recorded once it is published."""
+        names = self.meta.get("aliases") or []
+        return [a for a in names if isinstance(a, str) and a != self.identity]
+
 
 @dataclass(frozen=True)
 class ResolvedRef:
@@ -61,29 +103,32 @@ class ResolvedRef:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def expected_for(entry: TreeEntry) -> ExpectedHash | None:
-    """The whole-file hash an identity promises (``sha256:``, ``gitsha1:``, ``b3:``)."""
-    kind, _, value = entry.identity.partition(":")
-    if kind == "sha256":
-        return ExpectedHash("sha256", value)
-    if kind == "gitsha1":
-        return ExpectedHash("gitsha1", value)
-    if kind == "b3":
-        return ExpectedHash("blake3", value)
-    return None
-
-
 class Source(abc.ABC):
-    """An origin adapter."""
+    """An origin adapter. Its address-level facts come from the registry (``info``)."""
 
     #: the address source it serves ("huggingface", "arweave", ...)
     name: str = ""
-    #: False for sources whose refs only change locally (they are never re-resolved)
-    refs_expire: bool = True
 
-    @abc.abstractmethod
+    @property
+    def info(self) -> SourceInfo:
+        found = source_info(self.name)
+        if found is None:
+            raise LookupError(f"source {self.name!r} is not registered")
+        return found
+
+    @property
+    def refs_expire(self) -> bool:
+        """False for sources whose refs only change locally (never re-resolved)."""
+        return self.info.refs_move
+
+    @property
+    def listable(self) -> bool:
+        """False when a repo's files can only be looked up one name at a time (:meth:`stat`)."""
+        return self.info.listable
+
     def is_revision_id(self, revision: str) -> bool:
         """True if ``revision`` names an immutable revision (a commit), not a ref."""
+        return self.info.is_revision_id(revision)
 
     @abc.abstractmethod
     async def resolve(self, addr: Address, ref: str, creds: Credentials) -> ResolvedRef:
@@ -91,11 +136,18 @@ class Source(abc.ABC):
 
     @abc.abstractmethod
     async def snapshot(self, addr: Address, resolved: ResolvedRef, creds: Credentials) -> Snapshot:
-        """The full tree of an immutable revision."""
+        """The full tree of an immutable revision (for a source that cannot list its repos:
+        what is known of it so far, possibly nothing)."""
+
+    async def stat(self, addr: Address, resolved: ResolvedRef, creds: Credentials) -> TreeEntry:
+        """Look one file up at the origin (``addr.path``), for sources that cannot list their
+        repos (``listable`` False): its size, identity and expected hash. NotFound if absent."""
+        raise NotFound(f"{addr}: not in {addr.repo_key}@{resolved.revision}")
 
     def remote_file(self, addr: Address, entry: TreeEntry, creds: Credentials) -> RemoteFile:
-        """The file ``addr`` (revision and path set) of a tree, ready to fetch."""
-        return RemoteFile(self.name, addr, entry.identity, entry.size, expected_for(entry), creds, entry.meta)
+        """The file ``addr`` (revision and path set) of a tree, ready to fetch; it carries
+        only this source's credentials."""
+        return RemoteFile(self.name, addr, entry.identity, entry.size, entry.expected, creds.only(self.name), entry.meta)
 
     @abc.abstractmethod
     def read(self, rf: RemoteFile, start: int, end: int) -> AsyncIterator[bytes]:

@@ -105,7 +105,9 @@ class _SendfileResponse(web.StreamResponse):
         loop = asyncio.get_running_loop()
         if self._count >= _BIG_SEND:
             _widen_send_buffer(transport)
-        with os.fdopen(os.dup(self._fd), "rb") as fobj:
+        # a file object over the caller's descriptor, not a dup of it: a response stuck on its
+        # client then holds two descriptors (socket and blob), not three
+        with os.fdopen(self._fd, "rb", closefd=False) as fobj:
             try:
                 await loop.sendfile(transport, fobj, self._offset, self._count)
             except NotImplementedError:  # e.g. TLS transports: copy in Python

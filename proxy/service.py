@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from hoard.store.store import Store
 
@@ -19,6 +21,9 @@ from .fetch import FetchConfig, FetchCore
 from .http import HttpClient, HttpConfig
 from .metrics import Metrics
 from .origin import Credentials, Source
+from .reader import RangeReader
+from .sources import BuildContext, all_settings, load_all
+from .sources.upstream import ParentHoard
 
 __all__ = ["ProxyConfig", "Services", "open_services"]
 
@@ -27,10 +32,9 @@ __all__ = ["ProxyConfig", "Services", "open_services"]
 class ProxyConfig:
     host: str = "127.0.0.1"
     port: int = 8090
-    hf_endpoint: str = "https://huggingface.co"
-    arweave_gateway: str = "https://arweave.net"
-    github_url: str = "https://raw.githubusercontent.com"
-    torch_url: str = "https://download.pytorch.org"
+    #: source settings by name (``hf_endpoint``, ``arweave_gateway``, ...); a setting not
+    #: given takes the default its source module declares
+    source_settings: Mapping[str, Any] = field(default_factory=dict)
     #: a parent hoard proxy; when set, every origin is reached through it
     upstream: str | None = None
     refs_ttl: float = 60.0
@@ -43,9 +47,11 @@ class ProxyConfig:
     admin_token: str | None = field(default=None, repr=False)
     #: the URL clients reach this proxy at (for links it builds); None: http://host:port
     public_url: str | None = None
-    #: seconds a response may make no progress towards its client before it is cut
+    #: seconds a connection may make no progress before it is closed: a response its client
+    #: takes no bytes of (sendfile included), or a connection idle between requests (0: never)
     send_timeout: float = 60.0
-    #: open client connections at most (None: derived from the file descriptor limit)
+    #: open client connections at most (None: derived from the file descriptor limit, which
+    #: ``hoard serve`` raises to its hard limit); at the cap the idle or stalled longest go
     max_connections: int | None = None
 
 
@@ -78,31 +84,40 @@ class Services:
     async def aclose(self) -> None:
         if self._maintenance is not None:
             self._maintenance.cancel()
+        await self.catalog.aclose()
         await self.core.aclose()
         for src in self.sources.values():
             await src.close()
         await self.http.close()
 
 
-def _sources(config: ProxyConfig, http: HttpClient, store: Store) -> dict[str, Source]:
-    from .sources.local import LocalSource
+def source_settings(config: ProxyConfig) -> dict[str, Any]:
+    """Every source setting: what the config gives, else what its source declares. A source
+    may read another's (the ONNX hub reads the GitHub hosts that the GitHub source declares)."""
+    return {s.name: config.source_settings.get(s.name, s.default) for _, s in all_settings()}
 
-    local = LocalSource(store)
-    if config.upstream:
-        from .sources.upstream import ParentHoard
 
-        parent = ParentHoard(http, config.upstream)
-        return {name: parent.for_source(name) for name in parent.SOURCES} | {"local": local}
-    from .sources.huggingface import HuggingFace
-
-    return {"huggingface": HuggingFace(http, config.hf_endpoint), "local": local}
+def build_sources(config: ProxyConfig, http: HttpClient, reader: RangeReader, store: Store) -> dict[str, Source]:
+    """Every registered source's adapter; with ``upstream``, a parent hoard stands in for each
+    source that has an origin (the store's own ``local`` content stays local)."""
+    specs = load_all()
+    parent = ParentHoard(http, reader, config.upstream) if config.upstream else None
+    settings = source_settings(config)
+    out: dict[str, Source] = {}
+    for name, spec in specs.items():
+        if parent is not None and spec.info.has_origin:
+            out[name] = parent.for_source(name)
+        else:
+            ctx = BuildContext(http, reader, store, settings, config.refs_ttl)
+            out[name] = spec.build(ctx)
+    return out
 
 
 async def open_services(config: ProxyConfig, store: Store) -> Services:
     """Build the services inside the running event loop (aiohttp needs one)."""
     metrics = Metrics()
     http = HttpClient(config.http)
-    sources = _sources(config, http, store)
+    sources = build_sources(config, http, RangeReader(http), store)
     catalog = Catalog(store, sources, refs_ttl=config.refs_ttl, access_ttl=config.access_ttl)
     core = FetchCore(store, sources, config.fetch, metrics)
     svc = Services(config, store, http, sources, catalog, core, metrics)

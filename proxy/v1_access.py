@@ -23,10 +23,10 @@ from hoard.store.catalog import default_ref
 from hoard.store.errors import HoardError
 from hoard.store.records import Snapshot
 
-from .hf_face import credentials
 from .origin import Credentials
+from .request import bearer_token, services
 from .service import Services
-from .v1_common import is_admin, services
+from .v1_common import is_admin
 
 __all__ = ["Viewer", "viewer"]
 
@@ -37,11 +37,12 @@ Users = list[tuple[str, str, bool]]
 
 
 class Viewer:
-    """One request's view of the store: ``admin`` (sees every listing) and ``creds``."""
+    """One request's view of the store: ``admin`` (sees every listing) and the caller's token,
+    which counts for each repo as a credential of that repo's source only."""
 
-    def __init__(self, svc: Services, creds: Credentials, *, admin: bool) -> None:
+    def __init__(self, svc: Services, token: str | None, *, admin: bool) -> None:
         self.svc = svc
-        self.creds = creds
+        self.token = token
         self.admin = admin
         self._repos: dict[str, bool] = {}
 
@@ -55,10 +56,10 @@ class Viewer:
         snap = self.svc.store.get_snapshot(repo, revision)
         if snap is not None:
             try:
-                await self.svc.catalog.authorize(parse_address(repo), revision, snap, self.creds)
+                await self.svc.catalog.authorize(parse_address(repo), revision, snap, self.creds_for(repo))
                 allowed = True
             except HoardError as exc:  # refused, unknown, or the origin cannot be asked
-                log.debug("%s: not shown to %s: %s", repo, self.creds.fingerprint, exc.kind)
+                log.debug("%s: not shown to %s: %s", repo, self.creds_for(repo).fingerprint, exc.kind)
         self._repos[repo] = allowed
         return allowed
 
@@ -70,6 +71,10 @@ class Viewer:
             return None
         ref = self.svc.store.get_ref(repo, default_ref(repo.split("/", 1)[0]))
         return ref.revision if ref is not None and ref.revision in restricted else restricted[0]
+
+    def creds_for(self, repo: str) -> Credentials:
+        """The caller's token as a credential of ``repo``'s source."""
+        return Credentials.for_source(repo.split("/", 1)[0], self.token)
 
     async def sees_repo(self, repo: str) -> bool:
         """Whether listings may name ``repo``: public, or admin, or a token accepted for it."""
@@ -89,8 +94,11 @@ class Viewer:
         return False
 
     async def may_fetch_blob(self, b3: str) -> bool:
-        """Whether ``/v1/blobs/<b3>`` serves this client (the admin token grants no bytes)."""
-        return await self.allowed_by(self.svc.store.blob_users(b3))
+        """Whether ``/v1/blobs/<b3>`` serves this client. A blob no cached revision uses goes
+        to the admin only (nothing says whether it was private); otherwise the admin token
+        grants no bytes the origin would refuse."""
+        users = self.svc.store.blob_users(b3)
+        return await self.allowed_by(users) if users else self.admin
 
     async def sees_blob(self, b3: str) -> bool:
         """Whether listings may name the blob ``b3``."""
@@ -104,4 +112,4 @@ def _restricted(snap: Snapshot | None) -> bool:
 def viewer(request: web.Request) -> Viewer:
     """The viewer a request speaks for: its bearer token, and whether it holds the admin token."""
     svc = services(request)
-    return Viewer(svc, credentials(request), admin=is_admin(svc.config, request))
+    return Viewer(svc, bearer_token(request), admin=is_admin(svc.config, request))

@@ -29,11 +29,11 @@ from hoard.store.errors import HoardError, NotFound, UsageError
 from hoard.store.gc import execute_gc, plan_gc
 from hoard.store.units import parse_size
 
-from .hf_face import credentials
 from .prefetch import plan_prefetch, run_prefetch
 from .service import Services
 from .v1_access import Viewer, viewer
-from .v1_common import admin_only, read_body, services, v1_address, v1_errors
+from .request import credentials_for, services
+from .v1_common import admin_only, read_body, v1_address, v1_errors
 
 __all__ = ["PrefetchJobs", "PREFETCH", "add_admin_routes"]
 
@@ -116,7 +116,8 @@ async def post_prefetch(request: web.Request) -> web.StreamResponse:
     address = body.get("address") or body.get("repo") or request.query.get("address")
     if not isinstance(address, str):
         raise UsageError('body must be {"address": "<source>/<owner>/<repo>[@rev][/<path>]"}')
-    job = request.app[PREFETCH].start(address, credentials(request))
+    addr = parse_address(address)
+    job = request.app[PREFETCH].start(address, credentials_for(request, addr.source))
     return web.json_response(job, status=202, headers={"Location": f"/v1/prefetch/{job['id']}"})
 
 
@@ -148,7 +149,7 @@ async def model_info(request: web.Request) -> web.StreamResponse:
     if not who.admin and addr.source in svc.sources:
         # the cached flags may be behind: a repo can turn private after it was cached
         try:
-            await svc.catalog.authorize(addr, rev, snap, who.creds)
+            await svc.catalog.authorize(addr, rev, snap, who.creds_for(addr.repo_key))
         except HoardError:
             raise _not_cached(addr) from None
     if addr.path:
@@ -204,10 +205,7 @@ async def _name_visible(who: Viewer, kind: str | None, name: str) -> bool:
     if kind == "blob" or (kind is None and _B3.fullmatch(name)):
         return await who.sees_blob(name)
     if kind == "partial" or (kind is None and _IDENTITY.match(name)):
-        store = who.svc.store
-        with store.index.read() as txn:
-            users = store.index.users_of(name, txn)
-        return await who.allowed_by(users)
+        return await who.allowed_by(who.svc.store.identity_users(name))
     return who.admin
 
 

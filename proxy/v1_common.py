@@ -22,14 +22,15 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from hoard.store.address import HF_KINDS, Address, parse_address
+from hoard.store.address import Address, parse_address
+from hoard.store.sources import source_info
 from hoard.store.errors import AccessDenied, HoardError, UsageError, codes_for
 
-from .service import ProxyConfig, Services
+from .request import services
+from .service import ProxyConfig
 
 __all__ = [
     "Handler",
-    "services",
     "error_json",
     "v1_errors",
     "admin_only",
@@ -43,12 +44,6 @@ __all__ = [
 log = logging.getLogger("hoard.v1")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def services(request: web.Request) -> Services:
-    from .app import SERVICES
-
-    return request.app[SERVICES]
 
 
 def error_json(exc: BaseException) -> web.Response:
@@ -149,7 +144,8 @@ def v1_address(request: web.Request, route_segments: int) -> Address:
     while raw and raw[0] == "":
         raw = raw[1:]
     decoded = [unquote(seg) for seg in raw]
-    repo_at = 3 if decoded[:1] == ["huggingface"] and decoded[1:2] and decoded[1] in HF_KINDS else 2
+    info = source_info(decoded[0]) if decoded else None
+    repo_at = 3 if info is not None and decoded[1:2] and decoded[1] in info.kinds else 2
     if len(raw) > repo_at and "@" in raw[repo_at]:
         name, _, rev = raw[repo_at].partition("@")
         decoded[repo_at] = f"{unquote(name)}@{rev}"

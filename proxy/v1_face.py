@@ -9,7 +9,9 @@ Data:
   a CDN between a fleet and this proxy can cache it as-is. A blob that only restricted
   (private or gated) files use goes only to a client whose token the origin accepts for one of
   them, marked ``private`` so no shared cache keeps it; anyone else gets the 404 of an unknown
-  blob, so its existence does not leak either.
+  blob, so its existence does not leak either. A blob no cached revision uses (a pinned file
+  whose repo was removed, a blob imported from a hub cache without its tree) says nothing of
+  who may read it: it goes to the admin token holder only, marked ``private``.
 * ``GET /v1/trees/<source>/<owner>/<repo>[@<rev>]`` — the revision a name resolves to and its
   files (size, identity, BLAKE3 when complete, source metadata). A child hoard uses this and
   ``/v1/files`` to fill its own store from this one.
@@ -29,12 +31,12 @@ from aiohttp import web
 
 from hoard.store.errors import InvalidAddress, NotFound
 
-from .hf_face import credentials
 from .links import header_text
 from .responses import _SendfileResponse, parse_range, serve_bytes
 from .v1_access import viewer
 from .v1_admin import PREFETCH, PrefetchJobs, add_admin_routes
-from .v1_common import error_json, services, v1_address, v1_errors
+from .request import credentials_for, services
+from .v1_common import error_json, v1_address, v1_errors
 
 __all__ = ["add_v1_routes", "PrefetchJobs", "PREFETCH", "error_json"]
 
@@ -53,7 +55,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     addr = v1_address(request, 3)
     if not addr.path:
         raise InvalidAddress("a file address needs a path: <source>/<owner>/<repo>[@rev]/<path>")
-    creds = credentials(request)
+    creds = credentials_for(request, addr.source)
     resolved, rf = await svc.catalog.remote_file(addr, creds)
     headers = {
         "X-Hoard-Revision": header_text(resolved.revision),
@@ -74,10 +76,14 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     if not _B3.fullmatch(b3):
         raise InvalidAddress("a blob is named by 64 lowercase hex digits (its BLAKE3)")
     info = svc.store.blob(b3)
-    users = svc.store.blob_users(b3) if info is not None else []
-    if info is None or not await viewer(request).allowed_by(users):
+    if info is None:
         raise NotFound(f"no blob {b3}")
-    public = not users or any(not restricted for _, _, restricted in users)
+    users = svc.store.blob_users(b3)
+    who = viewer(request)
+    # with no user, nothing tells whether the bytes were private: the admin only
+    if not (await who.allowed_by(users) if users else who.admin):
+        raise NotFound(f"no blob {b3}")
+    public = any(not restricted for _, _, restricted in users)
     etag = f'"{b3}"'
     headers = {
         "ETag": etag,
@@ -106,7 +112,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
 async def get_tree(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     addr = v1_address(request, 3)
-    resolved = await svc.catalog.resolve(addr.with_path(""), credentials(request))
+    resolved = await svc.catalog.resolve(addr.with_path(""), credentials_for(request, addr.source))
     files = []
     for path, entry in sorted(resolved.snapshot.files.items()):
         if addr.path and not (path == addr.path or path.startswith(addr.path + "/")):
@@ -116,6 +122,7 @@ async def get_tree(request: web.Request) -> web.StreamResponse:
                 "path": path,
                 "size": entry.size,
                 "identity": entry.identity,
+                "expected": entry.expected.text if entry.expected else None,
                 "blake3": svc.store.resolve(entry.identity),
                 "meta": entry.meta,
             }

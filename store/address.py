@@ -8,8 +8,13 @@ may hold ``/`` (``refs/pr/1``), and each of its segments passes the same checks 
 segment, plus no control characters (git refuses them in ref names too): a revision of ``..``
 would otherwise turn ``/api/models/org/m/revision/..`` into another URL at the origin.
 
-Hugging Face datasets and spaces live under ``huggingface/datasets/<org>/<name>`` and
-``huggingface/spaces/<org>/<name>``: the Hub reserves those two names, so no org can clash.
+Which sources exist, and which repo kinds a source writes before the owner (Hugging Face
+datasets and spaces live under ``huggingface/datasets/<org>/<name>``: the Hub reserves those two
+names, so no org can clash), comes from the source registry (:mod:`hoard.store.sources`).
+
+Also accepted where a command takes an address: infernet-ml's model ids,
+``arweave/<owner>/<repo>:file1,file2`` — the repo and only the named files
+(:func:`parse_target`).
 """
 
 from __future__ import annotations
@@ -19,20 +24,18 @@ from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
 from .errors import InvalidAddress, NameTooLong
+from .sources import source_info, source_names
 
 __all__ = [
     "Address",
-    "SOURCES",
-    "HF_KINDS",
     "parse_address",
+    "parse_target",
     "parse_prefix",
     "check_segment",
     "check_path",
     "check_revision",
 ]
 
-SOURCES = ("huggingface", "arweave", "onnx", "torch", "url", "local")
-HF_KINDS = ("datasets", "spaces")
 _MAX_SEGMENT = 255
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -123,6 +126,11 @@ def _split(text: str) -> list[str]:
     return text.split("/") if text else []
 
 
+def _known(source: str) -> None:
+    if source_info(source) is None:
+        raise InvalidAddress(f"unknown source {source!r}; expected one of {', '.join(source_names())}")
+
+
 def parse_address(text: str, *, default_source: str | None = None) -> Address:
     """Parse a repo or file address; at least ``source/owner/repo`` is required.
 
@@ -130,19 +138,19 @@ def parse_address(text: str, *, default_source: str | None = None) -> Address:
     accepted too, when its first segment is not a source name.
     """
     parts = _split(text)
-    if default_source and (not parts or parts[0] not in SOURCES):
+    if default_source and (not parts or source_info(parts[0]) is None):
         parts = [default_source, *parts]
     if not parts:
         raise InvalidAddress("empty address")
     source = parts[0]
-    if source not in SOURCES:
-        raise InvalidAddress(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    _known(source)
     kind = ""
     rest = parts[1:]
-    if source == "huggingface" and rest and rest[0] in HF_KINDS:
+    kinds = source_info(source).kinds  # type: ignore[union-attr]
+    if rest and rest[0] in kinds:
         kind, rest = rest[0], rest[1:]
     if len(rest) < 2:
-        raise InvalidAddress(f"address {text!r} must name <source>/<owner>/<repo>")
+        raise InvalidAddress(f"address {text[:200]!r} must name <source>/<owner>/<repo>")
     owner = check_segment(rest[0], "owner")
     repo_seg = rest[1]
     revision = None
@@ -159,11 +167,32 @@ def parse_address(text: str, *, default_source: str | None = None) -> Address:
     return Address(source, owner, repo, revision, path, kind)
 
 
+def parse_target(text: str, *, default_source: str | None = None) -> tuple[Address, tuple[str, ...]]:
+    """An address, or an infernet-ml model id ``<source>/<owner>/<repo>:file1,file2``.
+
+    Returns the address and the files a model id names (empty for a plain address). The
+    model-id form applies only when the text names a repo and nothing after it (infernet-ml
+    splits its ids on the first ``:``).
+    """
+    head, colon, files = text.partition(":")
+    if colon and "/" not in files and not text.startswith(("http://", "https://")):
+        try:
+            addr = parse_address(head, default_source=default_source)
+        except InvalidAddress:
+            addr = None
+        if addr is not None and not addr.path:
+            names = tuple(f.strip() for f in files.split(",") if f.strip())
+            if not names:
+                raise InvalidAddress(f"model id {text[:200]!r} names no file after ':'")
+            return addr, tuple(check_path(n) for n in names)
+    return parse_address(text, default_source=default_source), ()
+
+
 def parse_prefix(text: str) -> tuple[str, ...]:
     """Parse a listing prefix (``""``, ``huggingface``, ``huggingface/org``): its segments."""
     parts = _split(text)
-    if parts and parts[0] not in SOURCES:
-        raise InvalidAddress(f"unknown source {parts[0]!r}; expected one of {', '.join(SOURCES)}")
+    if parts:
+        _known(parts[0])
     for seg in parts:
         check_segment(seg)
     return tuple(parts)

@@ -19,13 +19,13 @@ import lmdb
 
 from .address import Address, check_path
 from .errors import Busy, InvalidAddress, NotFound, UsageError
-from .records import BlobRecord, Snapshot, TreeEntry
+from .records import BlobRecord, ExpectedHash, Snapshot, TreeEntry
 from .removal import Doomed, Removed, remove
 from .retention import RemoveRules, Retention
+from .sources import source_info
 from .store import Store
 
 __all__ = [
-    "DEFAULT_REF",
     "default_ref",
     "cached_revision",
     "resolve_cached",
@@ -42,13 +42,14 @@ __all__ = [
     "protected_blobs",
 ]
 
-DEFAULT_REF = {"huggingface": "main", "onnx": "main", "local": "main", "arweave": "latest", "torch": "latest", "url": "latest"}
 
 _SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__"}
 
 
 def default_ref(source: str) -> str:
-    return DEFAULT_REF.get(source, "main")
+    """The ref an address without ``@revision`` means, from the source registry."""
+    info = source_info(source)
+    return info.default_ref if info is not None else "main"
 
 
 def cached_revision(store: Store, addr: Address) -> str | None:
@@ -159,7 +160,7 @@ def add_directory(
         if on_file is not None:
             on_file(rel, full.stat().st_size)
         b3, size = store.add_file(full, progress=progress)
-        files[rel] = TreeEntry(size, f"b3:{b3}", {})
+        files[rel] = TreeEntry.of_hash(size, ExpectedHash("blake3", b3))
         sources[rel] = full
     if not files:
         raise UsageError(f"{directory} holds no files")

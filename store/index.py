@@ -34,7 +34,7 @@ from .records import (
 __all__ = ["Index", "FORMAT_VERSION", "b3_key", "b3_hex"]
 
 #: Bump when any record layout or key scheme changes (and teach :meth:`Index._migrate` the step).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 _DBS = ("meta", "blobs", "aliases", "byblob", "refs", "snapshots", "partials", "chunks", "pins", "users")
 
@@ -135,13 +135,18 @@ class Index:
         """Upgrade an index written by an older hoard, in the opening transaction.
 
         1 → 2: the ``users`` database (which snapshots use each identity) is built from the
-        snapshots.
+        snapshots. 2 → 3: snapshot records are rewritten with each file's expected hash.
         """
         if version < 1:
             raise StoreFormatError(f"index format {version} is too old for this hoard")
         if version < 2:
             for repo, rev, snap in self.iter_snapshots(txn):
                 self._put_users_in(txn, repo, rev, snap)
+        if version < 3:
+            # snapshot records gain each file's expected hash (read from version-1 records
+            # the way hoard used to derive it); rewritten once, here
+            for repo, rev, snap in list(self.iter_snapshots(txn)):
+                txn.put(self._snap_key(repo, rev), snap.encode(), db=self._db["snapshots"])
         txn.put(b"format", str(FORMAT_VERSION).encode(), db=self._db["meta"])
 
     def close(self) -> None:

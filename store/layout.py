@@ -35,6 +35,12 @@ class Layout:
         return self.home / "tmp"
 
     @property
+    def quarantine(self) -> Path:
+        """Damaged blobs ``hoard verify`` set aside instead of deleting, because no origin can
+        give their content back. Out of the index (never served); gc never looks here."""
+        return self.home / "quarantine"
+
+    @property
     def gc_lock(self) -> Path:
         return self.home / "index" / "gc.lock"
 
@@ -49,6 +55,9 @@ class Layout:
 
     def blob_path(self, b3: str) -> Path:
         return self.blobs / b3[:2] / b3
+
+    def quarantine_path(self, b3: str) -> Path:
+        return self.quarantine / b3
 
     def partial_path(self, alias: str, tag: str) -> Path:
         """``partial/<alias>.<tag>``: the tag makes every incarnation of a partial a new file."""

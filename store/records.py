@@ -16,7 +16,7 @@ blobs      b3 (32 raw bytes)               :class:`BlobRecord`
 aliases    alias text (``sha256:<hex>``)   b3 (32 raw bytes)
 byblob     b3 + alias text                 empty (reverse of ``aliases``)
 refs       repo key + ``\\0`` + ref name   :class:`RefRecord`
-snapshots  repo key + ``@`` + revision     :class:`Snapshot`
+snapshots  repo key + ``@`` + revision     :class:`Snapshot` (record version 2)
 partials   alias text                      :class:`PartialRecord`
 chunks     alias text + ``\\0`` + u32 BE   xxh3-64 of the chunk (u64 LE)
 pins       pin target text                 :class:`PinRecord`
@@ -43,6 +43,8 @@ __all__ = [
     "TreeEntry",
     "Snapshot",
     "ExpectedHash",
+    "HASH_IDENTITIES",
+    "legacy_expected",
     "encode_chunk_sum",
     "decode_chunk_sum",
 ]
@@ -80,6 +82,19 @@ class ExpectedHash:
             raise ValueError(f"unknown hash kind {self.kind!r}")
         if not self.hex or any(c not in "0123456789abcdef" for c in self.hex):
             raise ValueError(f"hash must be lowercase hex, got {self.hex!r}")
+
+    @property
+    def text(self) -> str:
+        """``kind:hex``, with a trailing ``*`` for a prefix (snapshot records, /v1 trees)."""
+        return f"{self.kind}:{self.hex}" + ("*" if self.prefix else "")
+
+    @classmethod
+    def parse(cls, text: object) -> ExpectedHash:
+        """The inverse of :attr:`text`; ValueError for anything else."""
+        if not isinstance(text, str) or ":" not in text:
+            raise ValueError(f"not an expected hash: {str(text)[:80]!r}")
+        kind, _, value = text.partition(":")
+        return cls(kind, value.removesuffix("*"), value.endswith("*"))
 
     @property
     def alias(self) -> str | None:
@@ -207,18 +222,77 @@ def decode_chunk_sum(data: bytes) -> int:
     return _CHUNK_SUM.unpack(data)[0]
 
 
+#: identity kinds that are themselves a whole-file hash, and the hash kind each names
+HASH_IDENTITIES = {"sha256": "sha256", "gitsha1": "gitsha1", "b3": "blake3"}
+
+
 @dataclass(frozen=True)
 class TreeEntry:
-    """One file of a snapshot: its size, its upstream identity (an alias) and source extras.
+    """One file of a snapshot: its size, its upstream identity, what verifies it, and extras.
 
-    ``identity`` is the alias that names the content (``sha256:…``, ``gitsha1:…``, ``ar:…``,
-    ``b3:…``); ``meta`` holds what a source needs to answer its own API (for Hugging Face the
-    git blob oid and the LFS sha256) and is not interpreted by the store.
+    * ``identity`` is the alias that names the content: a hash (``sha256:…``, ``gitsha1:…``,
+      ``b3:…``) or an origin's own immutable name (``ar:<txid>``, ``torch:<name>``, ``url:…``);
+    * ``expected`` is the whole-file hash the bytes must match before they are published,
+      stated by the source that built the entry and kept with it. A hash identity is its own
+      expected hash (filled in here when not stated; the two must agree); an entry without
+      one is verified by its length only, and ``meta`` says what revalidates it (an ETag, say);
+    * ``meta`` holds what a source needs to answer its own API (for Hugging Face the git blob
+      oid and the LFS sha256) and is not interpreted by the store.
     """
 
     size: int
     identity: str
     meta: dict[str, Any] = field(default_factory=dict)
+    expected: ExpectedHash | None = None
+
+    def __post_init__(self) -> None:
+        kind, _, value = self.identity.partition(":")
+        hash_kind = HASH_IDENTITIES.get(kind)
+        if hash_kind is None:
+            return
+        exp = self.expected
+        if exp is None:  # a hash identity is its own expected hash: stated once, here
+            object.__setattr__(self, "expected", ExpectedHash(hash_kind, value))
+        elif exp.kind != hash_kind or exp.prefix or exp.hex != value:
+            raise ValueError(f"{self.identity!r} is verified by its own hash, not by {exp.text}")
+
+    @classmethod
+    def of_hash(cls, size: int, expected: ExpectedHash, meta: dict[str, Any] | None = None) -> TreeEntry:
+        """An entry named by the hash that verifies it (``sha256:…``, ``gitsha1:…``, ``b3:…``)."""
+        kind = {v: k for k, v in HASH_IDENTITIES.items()}[expected.kind]
+        return cls(size, f"{kind}:{expected.hex}", meta or {}, expected)
+
+    @property
+    def verified_by(self) -> str:
+        """How its bytes are checked, for people: ``sha256``, ``sha256 prefix``, ``length only``."""
+        if self.expected is None:
+            return "length only"
+        return self.expected.kind + (" prefix" if self.expected.prefix else "")
+
+
+def _expected_text(exp: ExpectedHash | None) -> str | None:
+    return None if exp is None else exp.text
+
+
+def _expected_from_text(text: object) -> ExpectedHash | None:
+    if text is None:
+        return None
+    try:
+        return ExpectedHash.parse(text)
+    except ValueError as exc:
+        raise StoreFormatError(f"bad expected hash in a snapshot record: {exc}") from None
+
+
+def legacy_expected(identity: str) -> ExpectedHash | None:
+    """What a version-1 record's identity promised (version 1 kept no expected hash): used only
+    to read and migrate stores written before the hash lived in the tree entry."""
+    kind, _, value = identity.partition(":")
+    hash_kind = HASH_IDENTITIES.get(kind)
+    return None if hash_kind is None else ExpectedHash(hash_kind, value)
+
+
+#: snapshot records: 1 = [size, identity, meta]; 2 adds the expected hash
+_SNAPSHOT_V2 = 2
 
 
 @dataclass(frozen=True)
@@ -233,18 +307,28 @@ class Snapshot:
 
     def encode(self) -> bytes:
         doc = {
-            "files": {p: [e.size, e.identity, e.meta] for p, e in sorted(self.files.items())},
+            "files": {p: [e.size, e.identity, e.meta, _expected_text(e.expected)] for p, e in sorted(self.files.items())},
             "info": self.info,
         }
         raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-        return self._HEAD.pack(_V1, self.created) + zstandard.ZstdCompressor(level=3).compress(raw)
+        return self._HEAD.pack(_SNAPSHOT_V2, self.created) + zstandard.ZstdCompressor(level=3).compress(raw)
 
     @classmethod
     def decode(cls, data: bytes) -> Snapshot:
-        _check_version(data, "snapshot")
+        if not data:
+            raise StoreFormatError("empty snapshot record")
+        version = data[0]
+        if version not in (_V1, _SNAPSHOT_V2):
+            raise StoreFormatError(
+                f"snapshot record has version {version}, this hoard reads versions 1-{_SNAPSHOT_V2}: "
+                "the store was written by a newer hoard"
+            )
         _, created = cls._HEAD.unpack_from(data)
         doc = json.loads(zstandard.ZstdDecompressor().decompress(data[cls._HEAD.size :]))
-        files = {p: TreeEntry(v[0], v[1], v[2]) for p, v in doc["files"].items()}
+        files = {}
+        for p, v in doc["files"].items():
+            exp = legacy_expected(v[1]) if version == _V1 else _expected_from_text(v[3])
+            files[p] = TreeEntry(v[0], v[1], v[2], exp)
         return cls(files, created, doc.get("info", {}))
 
     @property

@@ -6,6 +6,7 @@ coordination goes through LMDB transactions and the locks of :mod:`hoard.store.l
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 from .last_access import AccessLog
 from .blobs import ingest_bytes, ingest_file
 from .config import StoreConfig
+from .errors import Busy
 from .index import Index
 from .layout import Layout
 from .locks import gc_lock
@@ -25,7 +27,18 @@ from .partial import Partial, Published, open_partial
 from .records import BlobRecord, ExpectedHash, PinRecord, RefRecord, Snapshot
 from .reserve import ensure_reserve
 
-__all__ = ["Store", "BlobInfo", "Published"]
+__all__ = ["Store", "BlobInfo", "Published", "same_tree"]
+
+
+#: attempts of :meth:`Store.put_snapshot_if_absent` to find a snapshot's content complete
+_RESTORE_ATTEMPTS = 3
+
+
+def same_tree(a: Snapshot, b: Snapshot) -> bool:
+    """Same files with the same sizes and identities: the same bytes (``info`` may differ)."""
+    return {p: (e.size, e.identity) for p, e in a.files.items()} == {
+        p: (e.size, e.identity) for p, e in b.files.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,20 @@ class Store:
         with self.index.read() as txn:
             names = [f"b3:{b3}", *self.index.aliases_of(b3, txn)]
             return sorted({u for name in names for u in self.index.users_of(name, txn)})
+
+    def add_aliases(self, aliases: Iterable[str], b3: str) -> None:
+        """Name an existing blob by more aliases, in one transaction (a no-op for a blob gone)."""
+        with self.index.write() as txn:
+            if self.index.get_blob(b3, txn) is None:
+                return
+            for alias in aliases:
+                self.index.put_alias_in(txn, alias, b3)
+
+    def identity_users(self, identity: str) -> list[tuple[str, str, bool]]:
+        """(repo, revision, restricted) of every cached snapshot with a file of this identity
+        (an alias such as ``sha256:<hex>``, complete or not), sorted."""
+        with self.index.read() as txn:
+            return sorted(self.index.users_of(identity, txn))
 
     def add_alias(self, alias: str, b3: str) -> None:
         with self.index.write() as txn:
@@ -262,6 +289,52 @@ class Store:
                 self.index.put_ref_in(txn, repo, ref, RefRecord(revision, now))
         self._cache_snapshot((repo, revision), snap)
         return []
+
+    def put_snapshot_if_absent(
+        self,
+        repo: str,
+        revision: str,
+        snap: Snapshot,
+        refs: Iterable[str] = (),
+        *,
+        restore: Callable[[list[str]], None] | None = None,
+    ) -> Snapshot | None:
+        """Record a revision the store does not hold yet (as :meth:`put_snapshot`); a stored
+        revision is never replaced. The check and the write are one write transaction.
+
+        Returns the stored snapshot, writing nothing and moving no ref, when the store holds
+        ``repo@revision`` with another tree (:func:`same_tree`); None when it wrote, or when
+        the same tree was stored already (then nothing is written and no ref moves either).
+
+        With ``restore``, the snapshot is also written only if every file's content is a
+        complete blob, checked under the shared gc lock in the same transaction (as
+        :meth:`put_snapshot_if_complete`): for content no origin can give back, which nothing
+        protects from gc until its snapshot is recorded. When some is missing, ``restore`` is
+        called with those paths (outside the lock) to add their content again, and the whole
+        check is made again; :class:`Busy` if gc keeps taking it.
+        """
+        for _ in range(_RESTORE_ATTEMPTS):
+            with contextlib.ExitStack() as held:
+                if restore is not None:
+                    held.enter_context(gc_lock(self.layout.gc_lock, exclusive=False))
+                txn = held.enter_context(self.index.write())
+                stored = self.index.get_snapshot(repo, revision, txn)
+                if stored is not None:
+                    return None if same_tree(stored, snap) else stored
+                missing = [] if restore is None else sorted(
+                    p for p, e in snap.files.items() if self.index.resolve(e.identity, txn) is None
+                )
+                if not missing:
+                    now = time.time()
+                    self.index.put_snapshot_in(txn, repo, revision, snap)
+                    for ref in refs:
+                        self.index.put_ref_in(txn, repo, ref, RefRecord(revision, now))
+            if not missing:
+                self._cache_snapshot((repo, revision), snap)
+                return None
+            assert restore is not None
+            restore(missing)
+        raise Busy(f"could not record {repo}@{revision}: gc kept removing its files while they were added")
 
     def _cache_snapshot(self, key: tuple[str, str], snap: Snapshot) -> None:
         with self._lock:

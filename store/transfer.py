@@ -7,7 +7,9 @@ Export formats (of one cached revision):
 * ``hf-cache`` — a Hugging Face hub cache (``models--org--name/{blobs,snapshots,refs}``), so
   ``HF_HUB_OFFLINE=1`` clients find the files with no hoard running.
 * ``hoard`` — a portable bundle (a directory, or a ``.tar`` file): ``hoard-export.json`` with the
-  revision, its refs and tree, plus ``blobs/<b3>``. ``hoard import`` of it on another machine
+  revision, its refs and tree (each file's size, identity, metadata, BLAKE3 and ``expected``:
+  the hash that verifies it, or null for a file verified by its length only), plus
+  ``blobs/<b3>``. ``hoard import`` of it on another machine
   (an air-gapped one, say) re-verifies every blob and restores the revision exactly.
 
 Import sources: a ``hoard`` bundle (:mod:`.transfer_bundle`), or a Hugging Face hub cache
@@ -148,7 +150,8 @@ def _manifest(addr: Address, rev: str, snap: Snapshot, blobs: dict[str, str], re
         "refs": refs,
         "created": int(time.time()),
         "info": snap.info,
-        "files": {p: {"size": e.size, "identity": e.identity, "meta": e.meta, "blake3": blobs[p]}
+        "files": {p: {"size": e.size, "identity": e.identity, "meta": e.meta, "blake3": blobs[p],
+                      "expected": e.expected.text if e.expected else None}
                   for p, e in sorted(snap.files.items())},
     }
 

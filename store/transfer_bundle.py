@@ -10,10 +10,21 @@ another machine, and ``hoard import`` writes what it says into the index. So:
 * the manifest is parsed strictly (:func:`read_bundle`): repo key, revision, refs, paths,
   identities and Hugging Face metadata must pass the rules of :mod:`.untrusted`; a ``local``
   revision must be the id its content derives (``catalog.snapshot_id``);
-* every blob is re-hashed against its upstream identity and the BLAKE3 the manifest names;
+* every blob is re-hashed against its upstream identity and the BLAKE3 the manifest names,
+  and must have the size the manifest states. A file entry may carry ``expected`` (the
+  :attr:`~hoard.store.records.ExpectedHash.text` of the hash that verifies it); for a hash
+  identity it must agree with it. The one identity that is not a hash is ``ar:<txid>`` with
+  no expected hash and ``meta["unverified"]`` set (an Arweave file without a ``File-SHA256``
+  tag, verified by its length only, as it was at its origin);
 * a revision already stored is never replaced: if the store holds the same repo@revision with
   another tree, the import is refused before any blob is added and no ref moves; the same
-  tree again is a no-op.
+  tree again is a no-op. The check is made again in the transaction that records the
+  revision (:meth:`Store.put_snapshot_if_absent`), so another process storing it meanwhile
+  cannot slip in between;
+* the revision is recorded only with all its content: until then nothing protects its blobs
+  from gc (for a ``local`` or ``no_origin`` revision, the only copy once the bundle is gone),
+  so the record is written under the shared gc lock after checking every blob, and a blob gc
+  took meanwhile is added again from the bundle.
 """
 
 from __future__ import annotations
@@ -31,12 +42,14 @@ from typing import Any
 from .address import Address
 from .catalog import snapshot_id
 from .errors import IntegrityError, InvalidAddress, UsageError
-from .records import Snapshot, TreeEntry
-from .store import Store
+from .records import ExpectedHash, Snapshot, TreeEntry
+from .store import Store, same_tree
 from .untrusted import (
     check_entry,
     check_folders,
-    check_identity,
+    IDENTITY_HEX,
+    hashed_entry,
+    unverified_entry,
     check_ref,
     check_repo_key,
     check_revision_id,
@@ -134,12 +147,33 @@ def _field(doc: dict[str, Any], key: str, kind: type, default: Any = None) -> An
     return value
 
 
+def _tree_entry(doc: dict[str, Any]) -> TreeEntry:
+    """A file's entry: a hash identity (with an ``expected`` that agrees, if stated), or an
+    identity verified by its length only (:func:`~.untrusted.unverified_entry`)."""
+    identity, stated, meta = doc.get("identity"), doc.get("expected"), doc.get("meta") or {}
+    kind = identity.partition(":")[0] if isinstance(identity, str) else ""
+    if kind not in IDENTITY_HEX:
+        if stated is not None:
+            raise InvalidAddress(f"identity {str(identity)[:80]!r} with expected hash {str(stated)[:80]!r}: "
+                                 "only a hash identity is verified by a hash")
+        return unverified_entry(doc.get("size"), identity, meta)
+    entry = hashed_entry(doc.get("size"), identity, meta)
+    if stated is not None:
+        try:
+            same = ExpectedHash.parse(stated) == entry.expected
+        except ValueError as exc:
+            raise InvalidAddress(str(exc)) from None
+        if not same:
+            raise InvalidAddress(f"expected hash {str(stated)[:80]!r} disagrees with identity {identity!r}")
+    return entry
+
+
 def _entry(path: str, doc: Any) -> tuple[TreeEntry, str]:
     """One file of the manifest: its tree entry and the BLAKE3 of its blob."""
     if not isinstance(doc, dict):
         raise InvalidAddress(f"{path}: not an object")
-    entry = TreeEntry(doc.get("size"), doc.get("identity"), doc.get("meta") or {})  # type: ignore[arg-type]
-    check_entry(path, entry)
+    entry = _tree_entry(doc)
+    check_entry(path, entry, verifiable=entry.expected is not None)
     named = doc.get("blake3")
     if not is_hex(named, 64):
         raise InvalidAddress(f"{path}: blake3 {named!r} is not 64 hex")
@@ -175,24 +209,21 @@ def read_bundle(root: Path) -> Bundle:
 # -- import -----------------------------------------------------------------------------------
 
 
-def _same_tree(a: Snapshot, b: Snapshot) -> bool:
-    """Same files with the same sizes and identities (what the bytes are; info may differ)."""
-    return {p: (e.size, e.identity) for p, e in a.files.items()} == {
-        p: (e.size, e.identity) for p, e in b.files.items()
-    }
-
-
 def _check_not_replacing(store: Store, bundle: Bundle) -> bool:
     """True if the store already holds this very tree; IntegrityError if it holds another."""
     stored = store.get_snapshot(bundle.addr.repo_key, bundle.revision)
     if stored is None:
         return False
-    if not _same_tree(stored, bundle.snapshot):
-        raise IntegrityError(
-            f"{bundle.addr.repo_key}@{bundle.revision} is already stored with different files; "
-            "a revision never changes, so the bundle is refused and the store left as it was"
-        )
+    if not same_tree(stored, bundle.snapshot):
+        raise _replacing(bundle)
     return True
+
+
+def _replacing(bundle: Bundle) -> IntegrityError:
+    return IntegrityError(
+        f"{bundle.addr.repo_key}@{bundle.revision} is already stored with different files; "
+        "a revision never changes, so the bundle is refused and the store left as it was"
+    )
 
 
 def _blob_file(root: Path, b3: str) -> Path:
@@ -207,6 +238,28 @@ def _blob_file(root: Path, b3: str) -> Path:
     return path
 
 
+def _add_blob(store: Store, bundle: Bundle, path: str, source: Path, progress: Progress | None) -> int:
+    """Add one file's content; it must have the size the manifest states and match both the
+    hash that verifies it and the BLAKE3 the manifest names. Returns its size.
+
+    Content verified by its length only is added under no name and named by its identity
+    (``ar:<txid>``) only once its BLAKE3 is the one the manifest names: a bundle can never
+    make that name point at other bytes."""
+    entry = bundle.snapshot.files[path]
+    named = bundle.blake3[path]
+    if source.stat().st_size != entry.size:
+        raise IntegrityError(f"{path}: bundle blob holds {source.stat().st_size} bytes, manifest says {entry.size}")
+    if entry.expected is not None:
+        b3, size = store.add_file(source, expected=entry.expected, aliases=[entry.identity], progress=progress)
+    else:
+        b3, size = store.add_file(source, progress=progress)
+    if b3 != named or size != entry.size:
+        raise IntegrityError(f"{path}: bundle blob hashes to {b3} ({size} bytes), manifest says {named} ({entry.size})")
+    if entry.expected is None:
+        store.add_aliases([entry.identity], b3)
+    return size
+
+
 def import_bundle(store: Store, root: Path, progress: Progress | None = None) -> ImportReport:
     """Import a bundle directory (already extracted, for a ``.tar``): verify, then record."""
     bundle = read_bundle(root)
@@ -218,17 +271,19 @@ def import_bundle(store: Store, root: Path, progress: Progress | None = None) ->
     for path, entry in todo.items():
         if store.resolve(entry.identity) is not None:
             continue  # two paths, one content
-        # the content must match the upstream hash *and* the BLAKE3 the manifest names
-        b3, size = store.add_file(sources[path], expected=check_identity(entry.identity),
-                                  aliases=[entry.identity], progress=progress)
-        if b3 != bundle.blake3[path]:
-            raise IntegrityError(f"{path}: bundle blob hashes to {b3}, manifest says {bundle.blake3[path]}")
+        report.bytes += _add_blob(store, bundle, path, sources[path], progress)
         report.blobs += 1
-        report.bytes += size
     if already:
         report.skipped.append(f"{key}@{rev} (already in the store)")
         return report
-    _check_not_replacing(store, bundle)  # again: another process may have stored it meanwhile
-    store.put_snapshot(key, rev, bundle.snapshot, refs=bundle.refs)
+
+    def restore(missing: list[str]) -> None:
+        """Add again the content gc took before the revision was recorded."""
+        for path in missing:
+            if store.resolve(bundle.snapshot.files[path].identity) is None:
+                _add_blob(store, bundle, path, _blob_file(root, bundle.blake3[path]), progress)
+
+    if store.put_snapshot_if_absent(key, rev, bundle.snapshot, bundle.refs, restore=restore) is not None:
+        raise _replacing(bundle)  # another process stored another tree meanwhile
     report.revisions.append(f"{key}@{rev}")
     return report

@@ -29,7 +29,7 @@ from .records import ExpectedHash, Snapshot, TreeEntry
 from .safefs import Kind, classify
 from .store import Store
 from .transfer_bundle import ImportReport
-from .untrusted import check_entry, check_repo_key, is_hex
+from .untrusted import check_entry, check_repo_key, hashed_entry, is_hex
 
 __all__ = ["looks_like_hf_cache", "import_hf_cache"]
 
@@ -186,6 +186,6 @@ def _hf_tree_snapshot(tree_file: Path, repo_id: str, rev: str) -> Snapshot | Non
             identity = f"sha256:{f['lfs_sha256']}"
         else:
             identity = f"gitsha1:{f.get('blob_id', '')}"
-        files[path] = TreeEntry(f.get("size", 0), identity, meta)
+        files[path] = hashed_entry(f.get("size", 0), identity, meta)
         check_entry(path, files[path])
     return Snapshot(files, int(time.time()), {"repo_info": {"id": repo_id, "sha": rev}, "imported": "hf-cache"})

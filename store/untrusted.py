@@ -8,7 +8,10 @@ and :func:`~hoard.store.address.check_segment`: no ``..``, ``.``, empty segment,
 segment over 255 bytes), plus the exact shapes hoard gives identities and revisions:
 
 * identity: ``sha256:<64 hex>``, ``gitsha1:<40 hex>`` or ``b3:<64 hex>`` (lowercase) — the
-  kinds hoard can verify before it publishes a byte;
+  kinds hoard can verify before it publishes a byte; or, for a file its source says carries
+  no hash (an Arweave file without a ``File-SHA256`` tag), ``ar:<43 base64url>`` with the
+  reason in ``meta["unverified"]`` and no expected hash: verified by its length only
+  (:func:`unverified_entry`);
 * revision: a 40-hex commit for ``huggingface`` (and for ``local``, whose ids are derived from
   the content), one safe segment for other sources;
 * ref: ``/``-separated segments, each a safe segment (``main``, ``refs/pr/1``);
@@ -30,11 +33,15 @@ from typing import Any
 from .address import Address, check_path, check_segment, parse_address
 from .errors import InvalidAddress
 from .records import ExpectedHash, Snapshot, TreeEntry
+from .sources import source_info
 
 __all__ = [
     "IDENTITY_HEX",
     "is_hex",
     "check_identity",
+    "hashed_entry",
+    "UNVERIFIED_IDENTITY",
+    "unverified_entry",
     "check_revision_id",
     "check_ref",
     "check_repo_key",
@@ -46,9 +53,10 @@ __all__ = [
 #: identity kind -> number of hex digits; the kinds hoard can verify
 IDENTITY_HEX = {"sha256": 64, "gitsha1": 40, "b3": 64}
 _HASH_KIND = {"sha256": "sha256", "gitsha1": "gitsha1", "b3": "blake3"}
-#: sources whose revision ids are 40-hex commits (``local``: see catalog.snapshot_id)
-_COMMIT_SOURCES = ("huggingface", "local")
+
 _HEX = re.compile(r"[0-9a-f]*")
+#: identity kind -> shape, of the names a file verified by its length only may have
+UNVERIFIED_IDENTITY = {"ar": re.compile(r"[A-Za-z0-9_-]{43}")}
 
 
 def is_hex(value: object, length: int) -> bool:
@@ -66,12 +74,40 @@ def check_identity(identity: object) -> ExpectedHash:
     return ExpectedHash(_HASH_KIND[kind], value)
 
 
+def hashed_entry(size: Any, identity: object, meta: Any) -> TreeEntry:
+    """A tree entry named by a hash, from untrusted values (InvalidAddress unless well formed)."""
+    expected = check_identity(identity)
+    if not isinstance(meta, Mapping):
+        raise InvalidAddress(f"meta {str(meta)[:60]!r} is not an object")
+    return TreeEntry(size, str(identity), dict(meta), expected)
+
+
+def unverified_entry(size: Any, identity: object, meta: Any) -> TreeEntry:
+    """A tree entry verified by its length only, from untrusted values: its identity is an
+    origin's own name (``ar:<txid>``) and ``meta["unverified"]`` says why no hash comes with
+    it. InvalidAddress for anything else (a hash identity must go through
+    :func:`hashed_entry`, so no hash-named file ever escapes its hash)."""
+    kind, _, value = identity.partition(":") if isinstance(identity, str) else ("", "", "")
+    shape = UNVERIFIED_IDENTITY.get(kind)
+    if shape is None or not shape.fullmatch(value):
+        raise InvalidAddress(f"identity {str(identity)[:80]!r} is not one hoard can verify or name (ar:<tx id>)")
+    if not isinstance(meta, Mapping):
+        raise InvalidAddress(f"meta {str(meta)[:60]!r} is not an object")
+    reason = meta.get("unverified")
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidAddress(f"identity {identity!r} carries no hash, and its metadata says no reason (unverified)")
+    return TreeEntry(size, str(identity), dict(meta), None)
+
+
 def check_revision_id(source: str, revision: object) -> str:
-    """A revision id of ``source``: a 40-hex commit where the source has them, else one safe segment."""
-    if source in _COMMIT_SOURCES:
-        if not is_hex(revision, 40):
-            raise InvalidAddress(f"revision {revision!r} of a {source} repo is not a 40-hex commit id")
-        return str(revision)
+    """A revision id of ``source``: what the source's registry entry calls immutable (a 40-hex
+    commit for Hugging Face and local repos, a manifest tx id for Arweave), one safe segment
+    for a source this hoard does not know."""
+    info = source_info(source)
+    if info is not None:
+        if not isinstance(revision, str) or not info.is_revision_id(revision):
+            raise InvalidAddress(f"revision {str(revision)[:80]!r} is not a revision id of a {source} repo")
+        return check_segment(revision, "revision")
     if not isinstance(revision, str):
         raise InvalidAddress(f"revision {revision!r} is not a name")
     return check_segment(revision, "revision")

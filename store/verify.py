@@ -8,9 +8,12 @@ Findings:
 
 * ``damaged``: the file's BLAKE3 (or, with ``deep``, its upstream hash) differs from its name
   — the blob is dropped from the index and its file deleted, so it is fetched again, never
-  served again as valid;
+  served again as valid. Content no origin can give back (a blob some ``local`` or
+  ``no_origin`` revision uses: retention.py's rule) is not deleted, however damaged: its
+  file is moved aside to ``quarantine/<b3>`` (listed in :attr:`VerifyReport.quarantined`),
+  out of the index so it is never served, and left there for its owner to salvage;
 * ``missing``: an indexed blob whose file is gone — dropped from the index;
-* ``size``: a file whose length differs from the index — dropped;
+* ``size``: a file whose length differs from the index — dropped (or moved aside, as above);
 * ``dangling_alias``: an alias pointing at no blob — deleted, with its reverse entry;
 * ``stale_reverse_alias``: a reverse entry (blob → alias) whose alias names another blob or
   none — deleted;
@@ -18,12 +21,18 @@ Findings:
 * ``partial_lost``: a partial record whose file is gone — deleted.
 
 With ``dry_run`` nothing is changed; the report is the same. Repairs go through the store's
-one removal path (removal.py): index entries first, a sync, then files, under the gc lock.
+one removal path (removal.py): index entries first, a sync, then files, under the gc lock. A
+blob set aside is first given a second name under ``quarantine/`` (a hard link: the bytes stay
+where they are), then removed like any other: the removal unlinks its name under ``blobs/``
+only, so the quarantined file survives, and a crash in between leaves both names (the next
+run finds the same damage and reuses the quarantined name).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import itertools
 import os
 import random
 import time
@@ -34,12 +43,15 @@ from pathlib import Path
 import blake3
 import lmdb
 
+from .errors import IntegrityError, StoreFull
 from .index import b3_key
+from .layout import fsync_dir
 from .records import BlobRecord
 from .removal import Doomed, remove
+from .retention import Retention
 from .store import Store
 
-__all__ = ["Finding", "VerifyReport", "select_blobs", "verify"]
+__all__ = ["Finding", "Quarantined", "VerifyReport", "select_blobs", "verify"]
 
 _PUBLISH_GRACE = 60.0  # seconds a blob file may sit unindexed while it is being published
 
@@ -54,12 +66,27 @@ class Finding:
         return {"kind": self.kind, "name": self.name, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class Quarantined:
+    """A damaged blob of content no origin can give back, moved aside instead of deleted."""
+
+    b3: str
+    path: str
+    #: ``repo@rev`` of a revision using it whose content has no origin
+    used_by: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"blob": self.b3, "path": self.path, "used_by": self.used_by}
+
+
 @dataclass
 class VerifyReport:
     checked: int = 0
     bytes: int = 0
     findings: list[Finding] = field(default_factory=list)
     repaired: bool = False
+    #: damaged blobs moved to the quarantine (with ``dry_run``: those that would be)
+    quarantined: list[Quarantined] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +99,7 @@ class VerifyReport:
             "checked_bytes": self.bytes,
             "repaired": self.repaired,
             "findings": [f.as_dict() for f in self.findings],
+            "quarantined": [q.as_dict() for q in self.quarantined],
         }
 
 
@@ -140,8 +168,12 @@ def verify(
         _check_blob(store, b3, size, deep, report, found, progress)
     if check_index:
         _check_index(store, report, found, publish_grace)
+    found.aside = _origin_less(store, found)
+    report.quarantined = [
+        Quarantined(b3, str(store.layout.quarantine_path(b3)), user) for b3, user in sorted(found.aside.items())
+    ]
     if not dry_run and report.findings:
-        _repair(store, found)
+        report.quarantined = _repair(store, found)
         report.repaired = True
     return report
 
@@ -157,6 +189,7 @@ class _Found:
     dangling: list[str] = field(default_factory=list)
     reverse: list[tuple[str, str]] = field(default_factory=list)
     lost: list[tuple[str, str]] = field(default_factory=list)  # (alias, tag)
+    aside: dict[str, str] = field(default_factory=dict)  # b3 -> repo@rev with no origin
 
 
 def _check_blob(
@@ -275,13 +308,75 @@ class _RepairPolicy:
         return None
 
 
-def _repair(store: Store, found: _Found) -> None:
-    """Remove what was found, through the one removal path (each item re-checked there)."""
+def _origin_less(store: Store, found: _Found) -> dict[str, str]:
+    """The damaged blobs (with a file) some revision with no origin uses: b3 -> that revision."""
+    out: dict[str, str] = {}
+    if not found.seen:
+        return out
+    with store.index.read() as txn:
+        rules = Retention(store, txn)
+        for b3 in found.seen:
+            user = rules.origin_less_user(b3)
+            if user is not None:
+                out[b3] = user
+    return out
+
+
+def _repair(store: Store, found: _Found) -> list[Quarantined]:
+    """Remove what was found, through the one removal path (each item re-checked there),
+    after giving each blob of content no origin can give back its name in the quarantine.
+    Returns what was set aside."""
+    aside: dict[str, Path] = {}
+    for b3 in sorted(found.aside):  # all of them before anything is removed
+        path = _set_aside(store, b3, found.seen[b3])
+        if path is not None:
+            aside[b3] = path
     doomed = Doomed(
-        blobs=found.bad_blobs,
+        # one not set aside (its file went or changed meanwhile) stays for the next run
+        blobs=[b for b in found.bad_blobs if b not in found.aside or b in aside],
         aliases=found.dangling,
         reverse_aliases=found.reverse,
         partials=found.lost,
         files=[Path(p) for p in found.orphans],
     )
-    remove(store, doomed, policy=_RepairPolicy(store, found.seen))
+    done = remove(store, doomed, policy=_RepairPolicy(store, found.seen))
+    for b3 in [b for b in aside if b in done.kept]:  # replaced by good bytes since it was checked
+        aside.pop(b3).unlink(missing_ok=True)
+    return [Quarantined(b3, str(path), found.aside[b3]) for b3, path in sorted(aside.items())]
+
+
+def _set_aside(store: Store, b3: str, seen: tuple[int, int]) -> Path | None:
+    """Give the damaged blob file checked as ``seen`` a name under ``quarantine/``; None if
+    it is gone or was replaced since it was checked (then it is not removed this run)."""
+    folder = store.layout.quarantine
+    try:
+        folder.mkdir(exist_ok=True)
+        try:
+            dest = _link_aside(store.blob_path(b3), folder, b3)
+            st = os.stat(dest)
+        except FileNotFoundError:
+            return None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StoreFull(f"no space to set damaged blob {b3} aside in {folder}; nothing was removed") from exc
+        raise IntegrityError(f"cannot set damaged blob {b3} aside in {folder} ({exc}); nothing was removed") from exc
+    if (st.st_ino, st.st_mtime_ns) != seen:
+        os.unlink(dest)
+        return None
+    fsync_dir(folder)
+    return dest
+
+
+def _link_aside(src: Path, folder: Path, b3: str) -> Path:
+    """``quarantine/<b3>`` as a hard link to ``src`` (``<b3>.1``, ``<b3>.2``, ... when that
+    name holds other bytes, set aside before). A link, not a copy: no second copy of a big
+    file is written, and the file checked is exactly the file kept."""
+    for n in itertools.count():
+        dest = folder / (b3 if n == 0 else f"{b3}.{n}")
+        try:
+            os.link(src, dest)
+            return dest
+        except FileExistsError:
+            if os.path.samefile(src, dest):
+                return dest  # linked by an earlier run that stopped before the removal
+    raise AssertionError("unreachable")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from hoard.proxy.sources import load_all
 from hoard.store.config import StoreConfig
 from hoard.store.store import Store
 
@@ -24,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # so tests can import tests.fakes
 
 CHUNK = 64 << 10
+
+load_all()  # the source registry, as every entry point of hoard loads it
 
 
 @pytest.fixture

@@ -53,7 +53,8 @@ class ProxyThread:
     ) -> None:
         self.store = Store(StoreConfig(home, chunk_size=chunk_size, gc_grace=gc_grace))
         fetch = config.pop("fetch", FetchConfig(chunk_attempts=4))
-        self.config = ProxyConfig(host="127.0.0.1", port=0, hf_endpoint=hf_endpoint, http=TEST_HTTP, fetch=fetch, **config)
+        sources = {"hf_endpoint": hf_endpoint, **config.pop("sources", {})}
+        self.config = ProxyConfig(host="127.0.0.1", port=0, source_settings=sources, http=TEST_HTTP, fetch=fetch, **config)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="hoard-proxy")
         self.server: Server | None = None

@@ -3,7 +3,7 @@
 A store holding a public, a private and a gated repo (filled by a client whose token the
 fake Hub accepts for all three), then read by strangers (no token, another token), by that
 client, and by the admin token holder: ``/v1/blobs`` serves a blob that only restricted files
-use to the allowed client alone, and listings and plans (models, pins, cache, gc and delete
+use to the allowed client alone, and a blob no cached revision uses to the admin alone; listings and plans (models, pins, cache, gc and delete
 dry-runs) never name a restricted repo or its hashes to anyone else. Plus the admin
 endpoints of a proxy listening beyond loopback: off without an admin token, on with one read
 from a file.
@@ -116,6 +116,30 @@ def test_blob_used_only_by_restricted_files_goes_only_to_allowed_tokens(proxy: P
     shared = call("GET", f"{proxy.url}/v1/blobs/{b3(SHARED)}")
     assert shared.status == 200 and shared.body == SHARED
     assert shared.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+
+
+def test_a_blob_no_cached_revision_uses_goes_only_to_the_admin(admin_proxy: ProxyThread) -> None:
+    url, admin = admin_proxy.url, {"X-Hoard-Admin-Token": ADMIN}
+    # a private file pinned, then its repo removed: the blob stays, and no revision says whose it is
+    pinned = call("POST", f"{url}/v1/pins", body={"address": "huggingface/org/private/secret.safetensors"},
+                  headers=admin)
+    assert pinned.status == 201, pinned.body
+    removed = call("DELETE", f"{url}/v1/models/huggingface/org/private", headers=admin)
+    assert removed.status == 200 and removed.json()["kept_pinned"] == [b3(SECRET)], removed.body
+    # and a blob imported without any tree (from a hub cache, say)
+    loose, _ = admin_proxy.store.add_bytes(b"a blob of a hub cache imported without its tree\n")
+    assert admin_proxy.store.blob_users(b3(SECRET)) == [] and admin_proxy.store.blob_users(loose) == []
+    for name, body in ((b3(SECRET), SECRET.read()), (loose, b"a blob of a hub cache imported without its tree\n")):
+        for who, headers in {**STRANGERS, "allowed token": ALLOWED, "wrong admin token": {"X-Hoard-Admin-Token": "no"}}.items():
+            for method in ("GET", "HEAD"):
+                got = call(method, f"{url}/v1/blobs/{name}", headers=headers)
+                assert got.status == 404, (name, who, method, got.status)
+            unknown = call("GET", f"{url}/v1/blobs/{'0' * 64}", headers=headers)
+            hidden = call("GET", f"{url}/v1/blobs/{name}", headers=headers)
+            assert hidden.json()["kind"] == unknown.json()["kind"] == "not_found"  # existence does not leak
+        got = call("GET", f"{url}/v1/blobs/{name}", headers=admin)
+        assert got.status == 200 and got.body == body
+        assert got.headers["Cache-Control"].startswith("private"), got.headers  # no shared cache keeps it
 
 
 # -- listings ---------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def make_fs(home: Path, endpoint: str, *, upstream: str | None = None, refs_ttl:
             fill: str = "lazy") -> Iterator[HoardFS]:
     """A filesystem over its own store and core; always torn down."""
     store = Store(StoreConfig(home, chunk_size=1 * MiB))
-    config = ProxyConfig(hf_endpoint=endpoint, upstream=upstream, refs_ttl=refs_ttl, http=TEST_HTTP,
+    config = ProxyConfig(source_settings={"hf_endpoint": endpoint}, upstream=upstream, refs_ttl=refs_ttl, http=TEST_HTTP,
                          fetch=FetchConfig(chunk_attempts=2, failure_hold=0.5))
     hoardfs = HoardFS(CoreBridge(config, store), MountOptions(fill=fill, ref_cache_seconds=0.0))
     try:
@@ -67,7 +67,7 @@ def read_all(fs: HoardFS, path: str, block: int = 128 << 10) -> bytes:
 def test_tree_levels(fs: HoardFS, hub: FakeHub) -> None:
     hub.add_repo("org/a", {"x/y/z.txt": b"z", "top.json": b"{}"})
     hub.add_repo("org/ds", {"data/train.csv": b"a,b\n"}, repo_type="dataset")
-    assert fs.readdir("/")[2:] == ["huggingface", "local"]
+    assert fs.readdir("/")[2:] == ["arweave", "huggingface", "local"]
     assert fs.readdir("/huggingface")[2:] == ["datasets", "spaces"]
     assert fs.getattr("/huggingface/org/a").is_dir
     assert fs.readdir("/huggingface/org/a")[2:] == [".gitattributes", "top.json", "x"]

@@ -11,7 +11,7 @@ from hoard.store.address import parse_address
 from hoard.store.catalog import add_directory, execute_remove, pin_target, plan_remove
 from hoard.store.gc import execute_gc, plan_gc
 from hoard.store.partial import Partial
-from hoard.store.records import BlobRecord, Snapshot, TreeEntry
+from hoard.store.records import BlobRecord, ExpectedHash, Snapshot, TreeEntry
 from hoard.store.store import Store
 from hoard.store.verify import select_blobs, verify
 
@@ -47,7 +47,7 @@ def test_gc_removes_least_recently_used_first(store: Store, tmp_path: Path) -> N
 def test_gc_never_removes_pinned_blob_or_pinned_snapshot(store: Store, tmp_path: Path) -> None:
     # a revision with an origin (so only its pin keeps it) and two loose blobs, one pinned
     in_snap = add_blob(store, tmp_path, "w.bin", 2000, 1)
-    files = {"w.bin": TreeEntry(2000, f"b3:{in_snap}")}
+    files = {"w.bin": TreeEntry.of_hash(2000, ExpectedHash("blake3", in_snap))}
     store.put_snapshot("huggingface/org/m", "a" * 40, Snapshot(files, 1), refs=["main"])
     store.pin(pin_target(store, parse_address("huggingface/org/m")))
     loose = add_blob(store, tmp_path, "loose", 1000, 1)
@@ -134,6 +134,30 @@ def test_verify_finds_and_removes_damaged_blob(store: Store, tmp_path: Path) -> 
     assert report.repaired
     assert store.blob(bad) is None and not path.exists()
     assert store.blob(good) is not None
+    assert verify(store, select_blobs(store)).ok
+
+
+def test_verify_sets_damaged_local_content_aside_next_to_an_earlier_copy(store: Store, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "w.bin").write_bytes(os.urandom(5000))
+    rev, snap = add_directory(store, src, parse_address("local/me/m"))
+    b3 = store.resolve(snap.files["w.bin"].identity)
+    assert b3 is not None
+    earlier = store.layout.quarantine_path(b3)  # other bytes set aside under that name before
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"set aside by an earlier run")
+    path = store.blob_path(b3)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as fh:
+        fh.write(b"\xff\xfe")
+    damaged = path.read_bytes()
+    report = verify(store, select_blobs(store))
+    assert [f.kind for f in report.findings] == ["damaged"] and report.repaired
+    aside = Path(f"{earlier}.1")
+    assert [(q.b3, q.path, q.used_by) for q in report.quarantined] == [(b3, str(aside), f"local/me/m@{rev}")]
+    assert aside.read_bytes() == damaged and earlier.read_bytes() == b"set aside by an earlier run"
+    assert store.blob(b3) is None and not path.exists()
     assert verify(store, select_blobs(store)).ok
 
 

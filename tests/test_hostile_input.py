@@ -20,8 +20,10 @@ import blake3
 import pytest
 
 from hoard.store.config import StoreConfig
+from hoard.store.errors import IntegrityError
 from hoard.store.records import ExpectedHash, Snapshot, TreeEntry
 from hoard.store.store import Store
+from hoard.store.transfer import import_path
 
 from .fakes.hub import FakeHub
 from .fakes.parent_hoard import FakeParent
@@ -177,6 +179,25 @@ def test_import_never_replaces_a_stored_revision(tmp_path: Path) -> None:
     assert ok(home, "ls", "huggingface/org/m") == before
 
 
+def test_a_tree_stored_while_a_bundle_is_imported_is_never_replaced(tmp_path: Path) -> None:
+    """Another process records the same revision with other files while the bundle's blobs are
+    being added: the transaction that would record the bundle's tree refuses it instead."""
+    bundle = hf_bundle(tmp_path / "bundle", FILES, refs=("main", "v9"))
+    data = b"another tree"
+    theirs = Snapshot({"x.bin": TreeEntry.of_hash(len(data), ExpectedHash("sha256", hashlib.sha256(data).hexdigest()))}, 1)
+    with Store(StoreConfig(tmp_path / "home")) as store:
+
+        def progress(n: int) -> None:
+            if store.get_snapshot("huggingface/org/m", REV) is None:
+                store.put_snapshot("huggingface/org/m", REV, theirs, refs=["main"])
+
+        with pytest.raises(IntegrityError, match="already stored with different files"):
+            import_path(store, bundle, progress)
+    with Store(StoreConfig(tmp_path / "home")) as store:
+        assert store.get_snapshot("huggingface/org/m", REV) == theirs
+        assert sorted(store.refs("huggingface/org/m")) == ["main"]  # v9 never moved
+
+
 def _tar_with(bundle: Path, dest: Path, bad: tarfile.TarInfo, data: bytes = b"") -> Path:
     with tarfile.open(dest, "w") as tar:
         for path in sorted(bundle.rglob("*")):
@@ -223,7 +244,7 @@ def _poisoned_store(home: Path, path: str = "config.json", revision: str = REV, 
     meta: dict[str, Any] = {"oid": gitsha1(b"pointer"), "lfs": {"oid": lfs_oid or sha, "size": len(data)}}
     with Store(StoreConfig(home)) as store:
         store.add_bytes(data, expected=ExpectedHash("sha256", sha), aliases=[f"sha256:{sha}"])
-        snap = Snapshot({path: TreeEntry(len(data), f"sha256:{sha}", meta)}, 1, {})
+        snap = Snapshot({path: TreeEntry.of_hash(len(data), ExpectedHash("sha256", sha), meta)}, 1, {})
         store.put_snapshot("huggingface/org/m", revision, snap, refs=sorted({"main", ref}))
 
 

@@ -32,9 +32,14 @@ def test_format1_store_is_migrated_and_serves_what_it_held(tmp_path: Path, hoard
     with Store(StoreConfig(home)) as store:
         with store.index.read() as txn:
             assert txn.get(b"format", db=store.index.db("meta")) == str(FORMAT_VERSION).encode()
+            # every snapshot record was rewritten with its files' expected hashes (record v2)
+            raws = [raw for _, raw in txn.cursor(db=store.index.db("snapshots"))]
+            assert raws and all(raw[0] == 2 for raw in raws)
         snap = store.get_snapshot("huggingface/org/tiny", HF_COMMIT)
         assert snap is not None and set(snap.files) >= {"config.json", "model.safetensors"}
         weights = snap.files["model.safetensors"]
+        assert weights.expected is not None and weights.expected.alias == weights.identity
+        assert snap.files["config.json"].verified_by == "gitsha1"
         b3 = store.resolve(weights.identity)
         assert b3 is not None and store.blob_path(b3).read_bytes() == b"S" * 300_000
         assert ("huggingface/org/tiny", HF_COMMIT, False) in store.blob_users(b3)

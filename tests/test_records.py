@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import zstandard
 
 from hoard.store.errors import StoreFormatError
 from hoard.store.index import FORMAT_VERSION, Index
@@ -76,10 +79,36 @@ def test_snapshot_roundtrip_and_header() -> None:
     snap = Snapshot({"b.bin": TreeEntry(3, "sha256:" + "1" * 64, {"oid": "x"}), "a": TreeEntry(0, "b3:" + "2" * 64)},
                     created=9, info={"sha": "c" * 40})
     raw = snap.encode()
-    assert raw[:9].hex() == "01" "0900000000000000"
+    assert raw[:9].hex() == "02" "0900000000000000"  # snapshot record version 2: expected hashes kept
     assert raw[9:13] == b"\x28\xb5\x2f\xfd"  # zstd frame magic
     assert Snapshot.decode(raw) == snap
     assert snap.size == 3
+    doc = json.loads(zstandard.ZstdDecompressor().decompress(raw[9:]))
+    assert doc["files"]["b.bin"] == [3, "sha256:" + "1" * 64, {"oid": "x"}, "sha256:" + "1" * 64]
+
+
+def test_snapshot_records_keep_expected_hashes_of_every_kind() -> None:
+    files = {
+        "torch.pth": TreeEntry(10, "torch:resnet18-f37072fd.pth", {}, ExpectedHash("sha256", "f37072fd", prefix=True)),
+        "ar.bin": TreeEntry(5, "ar:" + "A" * 43, {"unverified": "no File-SHA256 tag"}, None),
+        "tagged.bin": TreeEntry(5, "sha256:" + "3" * 64, {"tx": "B" * 43}),
+    }
+    back = Snapshot.decode(Snapshot(files, 1).encode())
+    assert back.files["torch.pth"].expected == ExpectedHash("sha256", "f37072fd", prefix=True)
+    assert back.files["torch.pth"].verified_by == "sha256 prefix"
+    assert back.files["ar.bin"].expected is None and back.files["ar.bin"].verified_by == "length only"
+    assert back.files["tagged.bin"].expected == ExpectedHash("sha256", "3" * 64)
+    with pytest.raises(ValueError):  # a hash identity is verified by that hash, nothing else
+        TreeEntry(1, "sha256:" + "3" * 64, {}, ExpectedHash("gitsha1", "1" * 40))
+
+
+def test_version_1_snapshot_records_still_decode() -> None:
+    """What format-1/2 stores hold: [size, identity, meta], the expected hash implied."""
+    doc = {"files": {"a": [3, "gitsha1:" + "1" * 40, {}], "b": [4, "ar:" + "C" * 43, {}]}, "info": {}}
+    raw = bytes.fromhex("01" "0900000000000000") + zstandard.ZstdCompressor().compress(json.dumps(doc).encode())
+    snap = Snapshot.decode(raw)
+    assert snap.files["a"].expected == ExpectedHash("gitsha1", "1" * 40)
+    assert snap.files["b"].expected is None
 
 
 def test_unknown_record_version_is_refused() -> None:

@@ -84,7 +84,7 @@ class BuildContext:
     http: HttpClient
     reader: RangeReader
     store: Store
-    #: this source's settings (name -> parsed value)
+    #: every source setting (name -> parsed value): its own, and others' it builds on
     settings: Mapping[str, Any]
     refs_ttl: float = 60.0
 
@@ -108,7 +108,7 @@ class SourceSpec:
 _SPECS: dict[str, SourceSpec] = {}
 _LOADED = False
 _LOCK = threading.Lock()
-_NOT_SOURCES = {"common", "upstream"}
+_NOT_SOURCES = {"upstream"}
 
 
 def load_all() -> dict[str, SourceSpec]:

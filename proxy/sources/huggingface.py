@@ -41,11 +41,14 @@ from hoard.store.errors import (
 from hoard.store.records import Snapshot, TreeEntry
 from hoard.store.untrusted import check_entry
 
-from ..http import HttpClient, Reply, TRANSIENT_STATUSES, same_origin
-from ..origin import Credentials, RemoteFile, ResolvedRef, Source
-from .common import body_range
+from hoard.store.records import ExpectedHash
+from hoard.store.sources import SourceInfo
 
-__all__ = ["HuggingFace", "hf_error", "KIND_API", "KIND_PREFIX"]
+from ..httpbase import TRANSIENT_STATUSES, Reply
+from ..origin import Credentials, RemoteFile, ResolvedRef, Source
+from . import BuildContext, Setting, SourceSpec
+
+__all__ = ["HuggingFace", "SPEC", "hf_error", "KIND_API", "KIND_PREFIX"]
 
 log = logging.getLogger("hoard.sources")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -53,7 +56,6 @@ _HF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 KIND_API = {"": "models", "datasets": "datasets", "spaces": "spaces"}
 KIND_PREFIX = {"": "", "datasets": "datasets/", "spaces": "spaces/"}
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
-_LOCATION_TTL = 300.0  # signed CDN URLs live ~1 h; reuse one for 5 min, then ask the Hub again
 # keys the Hub adds that must not reach clients through us (they would switch them to Xet)
 _XET_KEYS = ("xetHash", "xet_hash", "xetEnabled")
 
@@ -120,10 +122,10 @@ def _tree_entry(addr: Address, commit: str, item: dict[str, Any]) -> TreeEntry |
     try:
         if lfs:
             meta["lfs"] = {"oid": lfs["oid"], "size": lfs["size"], "pointerSize": lfs.get("pointerSize", 0)}
-            identity = f"sha256:{lfs['oid']}"
+            expected = ExpectedHash("sha256", lfs["oid"])  # the LFS oid: the sha256 of the content
         else:
-            identity = f"gitsha1:{item['oid']}"
-        entry = TreeEntry(int(item.get("size", 0)), identity, meta)
+            expected = ExpectedHash("gitsha1", item["oid"])  # the git blob id of the content
+        entry = TreeEntry.of_hash(int(item.get("size", 0)), expected, meta)
         check_entry(path, entry)
     except (InvalidAddress, KeyError, TypeError, ValueError, AttributeError) as exc:
         log.warning("%s@%s: dropped %r from the Hub's tree: %s", addr.repo_key, commit, path, exc)
@@ -143,15 +145,12 @@ def strip_xet(obj: Any) -> Any:
 class HuggingFace(Source):
     name = "huggingface"
 
-    def __init__(self, http: HttpClient, endpoint: str) -> None:
-        self.http = http
-        self.endpoint = endpoint.rstrip("/")
-        self._locations: dict[tuple[str, str], tuple[str, float]] = {}
+    def __init__(self, ctx: BuildContext) -> None:
+        self.http = ctx.http
+        self.reader = ctx.reader
+        self.endpoint = str(ctx.settings["hf_endpoint"]).rstrip("/")
 
     # -- names ------------------------------------------------------------------------------
-
-    def is_revision_id(self, revision: str) -> bool:
-        return bool(_COMMIT.fullmatch(revision))
 
     @staticmethod
     def _repo_path(addr: Address) -> str:
@@ -183,7 +182,7 @@ class HuggingFace(Source):
     async def api(self, addr: Address, creds: Credentials, *tail: str, params: Any = None) -> Reply:
         """GET an API path of the repo, following same-origin redirects (renamed repos)."""
         return await self.http.follow(
-            "GET", self.api_url(addr, *tail), headers=creds.bearer(), auth_origin=self.endpoint, params=params
+            "GET", self.api_url(addr, *tail), headers=creds.bearer(self.name), auth_origin=self.endpoint, params=params
         )
 
     async def resolve(self, addr: Address, ref: str, creds: Credentials) -> ResolvedRef:
@@ -207,7 +206,7 @@ class HuggingFace(Source):
         url: str | None = self.api_url(addr, "tree", commit)
         while url is not None:
             reply = await self.http.follow(
-                "GET", url, headers=creds.bearer(), auth_origin=self.endpoint, params=params
+                "GET", url, headers=creds.bearer(self.name), auth_origin=self.endpoint, params=params
             )
             if reply.status != 200:
                 raise hf_error(reply, f"{addr.repo_key}@{commit}")
@@ -246,7 +245,7 @@ class HuggingFace(Source):
         if not path:
             reply = await self.api(addr, creds, "revision", commit)
         else:
-            reply = await self.http.request("HEAD", self.resolve_url(addr, commit, path), headers=creds.bearer())
+            reply = await self.http.request("HEAD", self.resolve_url(addr, commit, path), headers=creds.bearer(self.name))
         if reply.status in (200, 206, 301, 302, 303, 307, 308):
             return
         err = hf_error(reply, addr.repo_key)
@@ -257,37 +256,34 @@ class HuggingFace(Source):
     # -- bytes ------------------------------------------------------------------------------
 
     async def read(self, rf: RemoteFile, start: int, end: int) -> AsyncIterator[bytes]:
-        if end <= start:
-            return
+        """Bytes from ``/resolve/<commit>/<path>``; the Hub sends LFS files to its CDN with a
+        signed URL, which the range reader reuses for later chunks and refreshes when refused."""
         addr = rf.address
-        hub_url = self.resolve_url(addr, addr.revision or "", addr.path)
-        key = (rf.identity, rf.creds.fingerprint)
-        headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
-        now = time.monotonic()
-        cached = self._locations.get(key)
-        url = cached[0] if cached and cached[1] > now else hub_url
-        if len(self._locations) > 1024:
-            self._locations = {k: v for k, v in self._locations.items() if v[1] > now}
-        for _ in range(12):
-            send = dict(headers)
-            if same_origin(url, self.endpoint):
-                send.update(rf.creds.bearer())
-            async with self.http.stream(url, headers=send) as resp:
-                if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
-                    target = urljoin(url, resp.headers["Location"])
-                    if not same_origin(target, self.endpoint):
-                        self._locations[key] = (target, time.monotonic() + _LOCATION_TTL)
-                    url = target
-                    continue
-                if resp.status in (401, 403, 404) and url != hub_url:
-                    # an expired or revoked signed URL: ask the Hub for a fresh one
-                    self._locations.pop(key, None)
-                    url = hub_url
-                    continue
-                if resp.status not in (200, 206):
-                    body = await resp.read()
-                    raise hf_error(Reply(resp.status, resp.headers, body, url), f"{addr}")
-                async for block in body_range(resp, start, end, str(addr)):
-                    yield block
-                return
-        raise OriginError(f"{addr}: too many redirects")
+        async for block in self.reader.read(
+            self.resolve_url(addr, addr.revision or "", addr.path), start, end,
+            translate=hf_error, what=str(addr),
+            auth=rf.creds.bearer(self.name), auth_origin=self.endpoint,
+            key=(self.name, rf.identity, rf.creds.fingerprint),
+        ):
+            yield block
+
+
+def _build(ctx: BuildContext) -> Source:
+    return HuggingFace(ctx)
+
+
+SPEC = SourceSpec(
+    info=SourceInfo(
+        "huggingface",
+        default_ref="main",
+        kinds=("datasets", "spaces"),
+        revision_id=r"[0-9a-f]{40}",
+        summary="the Hugging Face Hub: models, datasets (huggingface/datasets/...) and spaces",
+    ),
+    settings=(
+        Setting("hf_endpoint", "https://huggingface.co", "Hugging Face Hub endpoint.", env="HOARD_HF_ENDPOINT"),
+    ),
+    token_env="HF_TOKEN",
+    build=_build,
+    order=10,
+)

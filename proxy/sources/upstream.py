@@ -19,7 +19,6 @@ refused whole (:class:`OriginError`), since the node never publishes unverified 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -38,17 +37,17 @@ from hoard.store.errors import (
     RepoNotFound,
     RevisionNotFound,
 )
-from hoard.store.records import Snapshot, TreeEntry
-from hoard.store.untrusted import check_entry, check_revision_id, is_hex
+from hoard.store.records import ExpectedHash, Snapshot, TreeEntry
+from hoard.store.sources import source_info
+from hoard.store.untrusted import IDENTITY_HEX, check_entry, check_revision_id, hashed_entry, is_hex
 
-from ..http import TRANSIENT_STATUSES, HttpClient, Reply
+from ..httpbase import TRANSIENT_STATUSES, Reply
 from ..origin import Credentials, RemoteFile, ResolvedRef, Source
-from .common import body_range
+from ..reader import RangeReader
 
 __all__ = ["ParentHoard"]
 
 log = logging.getLogger("hoard.sources")
-_ID = re.compile(r"[0-9a-f]{40}")  # commits; a name like a 43-char branch is not immutable
 _KINDS: dict[str, type[HoardError]] = {
     "repo_not_found": RepoNotFound,
     "revision_not_found": RevisionNotFound,
@@ -108,12 +107,31 @@ def _parent_entry(what: str, f: Any) -> tuple[str, TreeEntry] | None:
     elif hint:
         log.warning("%s: ignored the parent's blake3 %r for %s: not 64 hex", what, hint, path)
     size = f.get("size")
-    entry = TreeEntry(size if isinstance(size, int) and not isinstance(size, bool) else -1, f.get("identity"), meta)
     try:
-        check_entry(path, entry)
-    except InvalidAddress as exc:
+        entry = _verifiable_entry(size if isinstance(size, int) and not isinstance(size, bool) else -1, f, meta)
+        check_entry(path, entry, verifiable=entry.expected is not None and entry.identity.split(":")[0] in IDENTITY_HEX)
+    except (InvalidAddress, ValueError) as exc:
         raise OriginError(f"{what}: the parent's tree is refused: {exc}") from None
     return str(path), entry
+
+
+def _verifiable_entry(size: int, f: dict[str, Any], meta: dict[str, Any]) -> TreeEntry:
+    """The entry a parent describes, with the hash that verifies it: the ``expected`` it
+    states (which must agree with a hash identity), or the hash identity itself. An entry with
+    neither is accepted only when its own source says its files carry no hash (``unverified``
+    in its metadata: an Arweave file without a ``File-SHA256`` tag) — verified by length only,
+    here as at the parent."""
+    identity = f.get("identity")
+    if not isinstance(identity, str):
+        raise InvalidAddress(f"identity {identity!r} is not a name")
+    stated = f.get("expected")
+    if stated is not None:
+        return TreeEntry(size, identity, meta, ExpectedHash.parse(stated))
+    if identity.split(":")[0] in IDENTITY_HEX:
+        return hashed_entry(size, identity, meta)
+    if not meta.get("unverified"):
+        raise InvalidAddress(f"identity {identity[:80]!r} is not one hoard can verify (no hash comes with it)")
+    return TreeEntry(size, identity, meta, None)
 
 
 def _usable_dirs(what: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -133,31 +151,32 @@ def _usable_dirs(what: str, info: dict[str, Any]) -> dict[str, Any]:
 class ParentHoard:
     """One parent; :meth:`for_source` gives the adapter that stands in for each source."""
 
-    SOURCES = ("huggingface", "arweave", "onnx", "torch", "url")
-
-    def __init__(self, http: HttpClient, base_url: str) -> None:
+    def __init__(self, http: Any, reader: RangeReader, base_url: str) -> None:
         self.http = http
+        self.reader = reader
         self.base = base_url.rstrip("/")
 
     def for_source(self, name: str) -> _ParentSource:
+        if source_info(name) is None:
+            raise LookupError(f"source {name!r} is not registered")
         return _ParentSource(self, name)
 
 
 class _ParentSource(Source):
+    """A source whose names and bytes come from the parent; its address facts (default ref,
+    immutable revision ids) are the real source's."""
+
     def __init__(self, parent: ParentHoard, name: str) -> None:
         self.parent = parent
         self.http = parent.http
         self.name = name
-
-    def is_revision_id(self, revision: str) -> bool:
-        return bool(_ID.fullmatch(revision))
 
     def _url(self, kind: str, addr: Address, revision: str, path: str = "") -> str:
         prefix = addr.repo_key + "@" + quote(revision, safe="")
         return f"{self.parent.base}/v1/{kind}/{quote(prefix, safe='/@%')}" + (f"/{quote(path)}" if path else "")
 
     async def _tree(self, addr: Address, revision: str, creds: Credentials) -> dict[str, Any]:
-        reply = await self.http.request("GET", self._url("trees", addr, revision), headers=creds.bearer())
+        reply = await self.http.request("GET", self._url("trees", addr, revision), headers=creds.bearer(self.name))
         if reply.status != 200:
             raise parent_error(reply, f"{addr.repo_key}@{revision}")
         doc: dict[str, Any] = reply.json()
@@ -196,7 +215,7 @@ class _ParentSource(Source):
     async def check_access(self, addr: Address, snap: Snapshot, creds: Credentials) -> None:
         path = addr.path or next(iter(sorted(snap.files)), "")
         reply = await self.http.request(
-            "HEAD", self._url("files", addr, addr.revision or "", path), headers=creds.bearer()
+            "HEAD", self._url("files", addr, addr.revision or "", path), headers=creds.bearer(self.name)
         )
         if reply.status not in (200, 206):
             raise parent_error(reply, str(addr))
@@ -205,25 +224,26 @@ class _ParentSource(Source):
         return bool(snap.info.get("parent_restricted"))
 
     async def read(self, rf: RemoteFile, start: int, end: int) -> AsyncIterator[bytes]:
-        if end <= start:
-            return
         addr = rf.address
-        headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity", **rf.creds.bearer()}
-        urls = [self._url("files", addr, addr.revision or "", addr.path)]
+        by_address = self._url("files", addr, addr.revision or "", addr.path)
         b3 = rf.meta.get("parent_blake3")
         if is_hex(b3, 64) and not self.restricted_meta(rf):  # (an older node may have stored any hint)
             # immutable, so any HTTP cache between here and the parent may answer it
-            urls.insert(0, f"{self.parent.base}/v1/blobs/{b3}")
-        for url in urls:
-            async with self.http.stream(url, headers=headers) as resp:
-                if resp.status == 404 and url != urls[-1]:
-                    continue  # the parent no longer holds that blob: ask by address
-                if resp.status not in (200, 206):
-                    body = await resp.read()
-                    raise parent_error(Reply(resp.status, resp.headers, body, url), str(addr))
-                async for block in body_range(resp, start, end, str(addr)):
+            try:
+                async for block in self._read(f"{self.parent.base}/v1/blobs/{b3}", rf, start, end):
                     yield block
+                    start += len(block)
                 return
+            except NotFound:
+                pass  # the parent no longer holds that blob: ask by address
+        async for block in self._read(by_address, rf, start, end):
+            yield block
+
+    def _read(self, url: str, rf: RemoteFile, start: int, end: int) -> AsyncIterator[bytes]:
+        return self.parent.reader.read(
+            url, start, end, translate=parent_error, what=str(rf.address),
+            auth=rf.creds.bearer(self.name), auth_origin=self.parent.base,
+        )
 
     @staticmethod
     def restricted_meta(rf: RemoteFile) -> bool:
