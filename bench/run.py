@@ -17,7 +17,7 @@ import time
 
 from .common import RESULTS, ROOT
 
-BENCHMARKS = ("ingest", "index_scale", "proxy_hit", "proxy_cold", "olah_compare", "mount_read")
+BENCHMARKS = ("ingest", "index_scale", "proxy_hit", "proxy_cold", "olah_compare", "mount_read", "soak")
 
 
 def _verdict(met: bool | None) -> str:

@@ -47,6 +47,8 @@ ENV = {
     "public_url": "HOARD_PUBLIC_URL",
     "chunk_size": "HOARD_CHUNK_SIZE",
     "max_size": "HOARD_MAX_SIZE",
+    "send_timeout": "HOARD_SEND_TIMEOUT",
+    "max_connections": "HOARD_MAX_CONNECTIONS",
 }
 
 #: the core settings and their defaults (config.toml keys; source settings add theirs)
@@ -72,7 +74,7 @@ HELP = {
     "max_size": "Size gc trims the store to, e.g. 200GiB.",
     "refs_ttl": "Seconds a resolved branch or tag is trusted before asking the origin again.",
     "gc_grace": "Seconds a blob used (opened, served, fetched) is safe from gc.",
-    "send_timeout": "Seconds a response may make no progress towards its client before it is cut.",
+    "send_timeout": "Seconds a connection may make no progress (idle, or a client taking no bytes) before it is closed.",
     "max_connections": "Open client connections at most (default: from the file descriptor limit).",
 }
 
@@ -193,7 +195,7 @@ def _number(value: Any, name: str) -> float:
 _CORE_ROWS = (
     ("home", "--home"), ("listen", "--listen"), ("public_url", "--public-url"), ("upstream", "--upstream"),
     ("chunk_size", "--chunk-size"), ("max_size", "--max-size"), ("refs_ttl", None), ("gc_grace", None),
-    ("send_timeout", None), ("max_connections", None),
+    ("send_timeout", "--send-timeout"), ("max_connections", "--max-connections"),
 )
 
 

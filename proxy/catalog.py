@@ -78,11 +78,15 @@ class Catalog:
         access_ttl: float = 60.0,
         clock: Callable[[], float] = time.time,
         health: OriginHealth | None = None,
+        miss_ttl: float = 30.0,
     ) -> None:
         self.store = store
         self.sources = sources
         self.refs_ttl = refs_ttl
         self.access_ttl = access_ttl
+        #: seconds a name an unlistable source did not know is answered "not found" at once
+        self.miss_ttl = miss_ttl
+        self._misses: dict[tuple[str, str, str], float] = {}
         self.clock = clock
         self.health = health or OriginHealth()
         self._pending: dict[tuple[str, ...], asyncio.Task[object]] = {}
@@ -186,6 +190,8 @@ class Catalog:
             resolved = Resolved(addr.with_revision(ref), await self._commit_snapshot(src, addr, ref, creds))
         else:
             resolved = await self._resolve_ref(src, addr, ref, creds)
+        if addr.path and not src.listable:
+            resolved = await self._looked_up(src, resolved, addr.path, creds)
         if access != "none" and await self._restricted(src, addr, resolved, creds, files=access == "files"):
             try:
                 await self._check_access(src, resolved, creds)
@@ -258,6 +264,40 @@ class Catalog:
             None, lambda: self.store.put_snapshot(addr.repo_key, resolved.revision, snap, refs=refs)
         )
         return snap
+
+    async def _looked_up(self, src: Source, resolved: Resolved, path: str, creds: Credentials) -> Resolved:
+        """For a source that cannot list its repos: ``path`` looked up at the origin and added
+        to the revision's tree (the names looked up so far). A miss is remembered for
+        ``miss_ttl`` seconds; an entry that says how to revalidate it (an ETag) is asked again,
+        conditionally, after ``refs_ttl`` — its last answer serves while the origin is down."""
+        entry = resolved.snapshot.files.get(path)
+        checked = float((entry.meta.get("checked") or 0) if entry is not None else 0)
+        if entry is not None and (not entry.meta.get("revalidate") or self.clock() - checked < self.refs_ttl):
+            return resolved
+        key = (resolved.addr.repo_key, resolved.revision, path)
+        miss = self._misses.get(key)
+        if entry is None and miss is not None and miss > self.clock():
+            raise EntryNotFound(f"{resolved.addr.with_path(path)}: not found at the origin", resolved.revision)
+        addr = resolved.addr.with_path(path)
+        ref = ResolvedRef(resolved.revision, {})
+
+        async def stat() -> Resolved:
+            try:
+                found = await src.stat(addr, ref, creds, entry)
+            except NotFound:
+                if len(self._misses) > 4096:
+                    self._misses = {k: v for k, v in self._misses.items() if v > self.clock()}
+                self._misses[key] = self.clock() + self.miss_ttl
+                raise
+            if found.meta.get("revalidate"):
+                found = dataclasses.replace(found, meta=found.meta | {"checked": self.clock()})
+            snap = await asyncio.get_running_loop().run_in_executor(
+                None, self.store.merge_snapshot, resolved.addr.repo_key, resolved.revision, {path: found}
+            )
+            return dataclasses.replace(resolved, snapshot=snap)
+
+        stale = None if entry is None else dataclasses.replace(resolved, stale=True)
+        return await self._ask(src, ("stat", *key, creds.fingerprint), stat, stale, what="this file was never looked up")
 
     async def _restricted(
         self, src: Source, addr: Address, resolved: Resolved, creds: Credentials, *, files: bool

@@ -194,10 +194,10 @@ async def _legacy_resolve(request: web.Request) -> web.StreamResponse:
     check_path(path)
     if not isinstance(hf, HuggingFace):
         raise RepoNotFound(f"{name}: use the full <namespace>/<name> repo id")
-    reply = await svc.http.follow(
+    reply = await svc.catalog.origin_call("huggingface", lambda: svc.http.follow(
         "GET", f"{hf.endpoint}/api/models/{quote(name, safe='')}", headers=credentials(request).bearer("huggingface"),
         auth_origin=hf.endpoint,
-    )
+    ))
     if reply.status != 200:
         raise hf_error(reply, name)
     try:
@@ -240,9 +240,9 @@ async def _passthrough(request: web.Request, svc: Services, url: str) -> web.Res
     assert isinstance(hf, HuggingFace)
     creds = credentials(request)
     try:
-        reply = await svc.http.follow(
+        reply = await svc.catalog.origin_call("huggingface", lambda: svc.http.follow(
             "GET", url, headers=creds.bearer("huggingface"), auth_origin=hf.endpoint, params=list(request.query.items())
-        )
+        ))
     except OriginUnavailable:
         return None
     if reply.status != 200:
@@ -424,7 +424,10 @@ async def _whoami(request: web.Request) -> web.StreamResponse:
     hf = svc.sources.get("huggingface")
     if not isinstance(hf, HuggingFace):
         raise OriginUnavailable("no Hub configured")
-    reply = await svc.http.request("GET", f"{hf.endpoint}/api/whoami-v2", headers=credentials(request).bearer("huggingface"))
+    reply = await svc.catalog.origin_call(
+        "huggingface",
+        lambda: svc.http.request("GET", f"{hf.endpoint}/api/whoami-v2", headers=credentials(request).bearer("huggingface")),
+    )
     if reply.status != 200:
         raise hf_error(reply, "whoami")
     try:

@@ -139,9 +139,16 @@ class Source(abc.ABC):
         """The full tree of an immutable revision (for a source that cannot list its repos:
         what is known of it so far, possibly nothing)."""
 
-    async def stat(self, addr: Address, resolved: ResolvedRef, creds: Credentials) -> TreeEntry:
+    async def stat(
+        self, addr: Address, resolved: ResolvedRef, creds: Credentials, previous: TreeEntry | None = None
+    ) -> TreeEntry:
         """Look one file up at the origin (``addr.path``), for sources that cannot list their
-        repos (``listable`` False): its size, identity and expected hash. NotFound if absent."""
+        repos (``listable`` False): its size, identity and expected hash. NotFound if absent.
+
+        ``previous`` is the entry looked up before, when it is being revalidated (its meta
+        has ``revalidate``: an ETag, a Last-Modified date): return it unchanged if the origin
+        says the content is the same (a conditional request), else the new entry.
+        """
         raise NotFound(f"{addr}: not in {addr.repo_key}@{resolved.revision}")
 
     def remote_file(self, addr: Address, entry: TreeEntry, creds: Credentials) -> RemoteFile:

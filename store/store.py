@@ -13,6 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from .index import Index
 from .layout import Layout
 from .locks import gc_lock
 from .partial import Partial, Published, open_partial
-from .records import BlobRecord, ExpectedHash, PinRecord, RefRecord, Snapshot
+from .records import BlobRecord, ExpectedHash, PinRecord, RefRecord, Snapshot, TreeEntry
 from .reserve import ensure_reserve
 
 __all__ = ["Store", "BlobInfo", "Published", "same_tree"]
@@ -268,6 +269,23 @@ class Store:
             for ref in refs:
                 self.index.put_ref_in(txn, repo, ref, RefRecord(revision, now))
         self._cache_snapshot((repo, revision), snap)
+
+    def merge_snapshot(self, repo: str, revision: str, files: dict[str, TreeEntry], info: dict[str, Any] | None = None) -> Snapshot:
+        """Add (or replace) files of a revision, read and written in one transaction.
+
+        For sources that cannot list their repos (torch weights, plain URLs): their one
+        revision is the set of names looked up so far, which grows as names are looked up,
+        by any number of processes at once, without losing another's additions.
+        """
+        with self.index.write() as txn:
+            old = self.index.get_snapshot(repo, revision, txn)
+            merged = dict(old.files) if old is not None else {}
+            merged.update(files)
+            snap = Snapshot(merged, old.created if old is not None else int(time.time()),
+                            (dict(old.info) if old is not None else {}) | (info or {}))
+            self.index.put_snapshot_in(txn, repo, revision, snap)
+        self._cache_snapshot((repo, revision), snap)
+        return snap
 
     def put_snapshot_if_complete(
         self, repo: str, revision: str, snap: Snapshot, refs: Iterable[str] = ()
