@@ -53,7 +53,7 @@ from .service import ProxyConfig, Services
 from .sources import spec
 from .sources.arweave import MANIFEST_TYPE
 
-__all__ = ["ArweaveFace", "ARWEAVE_FACE", "add_arweave_routes", "serve_window", "gateways_of"]
+__all__ = ["ArweaveFace", "ARWEAVE_FACE", "add_arweave_routes", "serve_window", "gateways_of", "is_gateway_request"]
 
 log = logging.getLogger("hoard.arweave")
 
@@ -128,8 +128,8 @@ def _errors(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, web.HTTPException):
+            raise  # aiohttp's own answers (413 for a body over client_max_size, ...)
         except Exception as exc:  # noqa: BLE001 - the face's one boundary
             return error_response(exc)
 
@@ -244,7 +244,8 @@ def _data_headers(svc: Services, txid: str, ref: TxRef, rf: RemoteFile) -> dict[
     return headers
 
 
-async def _manifest(request: web.Request, face: ArweaveFace, txid: str, path: str) -> web.Response:
+async def _manifest(face: ArweaveFace, txid: str, path: str) -> web.Response:
+    """A manifest's JSON: kept, else fetched (and kept); the gateway's answer if not a 200."""
     answer = await face.gateway.manifest(txid, path)
     if answer.status != 200:
         return _relay(answer)
@@ -264,7 +265,7 @@ async def data(request: web.Request) -> web.StreamResponse:
         if not whole:
             raise NotFound(f"{txid} is a manifest without an index: its JSON is at /raw/{txid} or /tx/{txid}/data.")
         path = f"/raw/{txid}" if request.path.startswith("/raw/") else f"/tx/{txid}/data."
-        return await _manifest(request, face, txid, path)
+        return await _manifest(face, txid, path)
     svc = face.svc
     rf = await face.lookup.remote_file(txid, ref)
     headers = _data_headers(svc, txid, ref, rf)
@@ -280,11 +281,13 @@ async def data(request: web.Request) -> web.StreamResponse:
 
 @_errors
 async def tx_header(request: web.Request) -> web.StreamResponse:
-    """``/tx/{txid}`` (and ``/tx/{txid}/{field}`` but ``data_size`` and ``offset``)."""
+    """``/tx/{txid}`` and ``/tx/{txid}/{field}`` (but ``data_size`` and ``offset``). A tx's
+    header and fields never change once mined; its ``status`` (confirmations) does, every
+    block, and is not kept."""
     txid = request.match_info["txid"]
     field = request.match_info.get("field")
     path = f"/tx/{txid}" + (f"/{field}" if field else "")
-    return _relay(await _face(request).gateway.ask("GET", path))
+    return _relay(await _face(request).gateway.ask("GET", path, keep=field != "status"))
 
 
 @_errors
@@ -371,3 +374,10 @@ def add_arweave_routes(app: web.Application) -> None:
     r.add_get("/tx_anchor", passthrough)
     r.add_post("/graphql", graphql)
 
+
+_HANDLERS = frozenset({data, tx_header, tx_data_size, tx_offset, chunk, graphql, passthrough})
+
+
+def is_gateway_request(request: web.Request) -> bool:
+    """True if this face answers the request (for the access log's and metrics' face label)."""
+    return request.match_info.handler in _HANDLERS

@@ -78,12 +78,11 @@ def refs_of(owner: str, repo: str, revision: str, snap: Snapshot) -> dict[str, T
             continue
         out[tx] = TxRef("sectioned", owner, repo, revision, path, 0, entry.size)
         offset = 0
-        for item in sections:
-            if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)):
-                break
-            size = int(item[1])
-            out[item[0]] = TxRef("section", owner, repo, revision, path, offset, size)
-            offset += size
+        for item in sections if isinstance(sections, list) else ():
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], int)):
+                break  # not what the arweave source writes: its windows cannot be trusted
+            out[item[0]] = TxRef("section", owner, repo, revision, path, offset, item[1])
+            offset += item[1]
     return out
 
 

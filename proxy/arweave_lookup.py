@@ -84,10 +84,11 @@ class TxLookup:
                 return
             loop = asyncio.get_running_loop()
             self._scan = loop.create_task(asyncio.to_thread(self.index.refresh, self.svc.store))
+            self._scan.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._scanned_at = time.monotonic()
         try:
             added = await asyncio.shield(self._scan)
-        except (HoardError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the index only saves lookups: never fail for it
             log.warning("indexing the store's Arweave revisions: %s", exc)
             return
         if added:
@@ -129,7 +130,7 @@ class TxLookup:
         if not isinstance(node, dict):
             return None
         tags = tags_of(node)
-        owner = (node.get("owner") or {}).get("address") if isinstance(node.get("owner"), dict) else None
+        owner = _field(node, "owner", "address")
         if not isinstance(owner, str) or not TXID.fullmatch(owner):
             raise OriginError(f"{txid}: the gateway gives no owner address")
         mined = node.get("block") is not None
@@ -148,8 +149,8 @@ class TxLookup:
         size = _size(node)
         if size is None:
             raise OriginError(f"{txid}: the gateway gives no data size")
-        kind = tags.get("Content-Type") or ((node.get("data") or {}).get("type") if isinstance(node.get("data"), dict) else None)
-        ref = TxRef("plain", owner, size=size, content_type=kind if isinstance(kind, str) else "")
+        kind = tags.get("Content-Type") or _field(node, "data", "type") or ""
+        ref = TxRef("plain", owner, size=size, content_type=kind)
         if not ritual:
             self.index.add_plain(txid, ref)  # a Ritual tx may yet be found in a later lookup
         return ref
@@ -190,6 +191,13 @@ class TxLookup:
         addr = Address("arweave", ref.owner, ref.repo, ref.revision)
         resolved = await self.svc.catalog.resolve(addr, ANONYMOUS, access="none")
         return self.svc.catalog.file(resolved, ref.path, ANONYMOUS)
+
+
+def _field(node: dict[str, Any], outer: str, inner: str) -> str | None:
+    """``node[outer][inner]`` if it is a string (GraphQL answers are origin input)."""
+    part = node.get(outer)
+    value = part.get(inner) if isinstance(part, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _size(node: dict[str, Any]) -> int | None:
