@@ -20,7 +20,7 @@ from hoard.store.errors import UsageError
 from hoard.store.store import Store
 
 from . import metrics as m
-from .arweave_face import add_arweave_routes
+from .arweave_face import add_arweave_routes, is_gateway_request
 from .connections import ConnectionGuard
 from .hf_face import add_hf_routes
 from .listener import GuardedSite, connection_cap, raise_fd_limit
@@ -53,7 +53,7 @@ async def _access_log(
         raise
     finally:
         elapsed = (time.monotonic() - started) * 1000
-        face = "v1" if request.path.startswith("/v1/") else "hf"
+        face = "v1" if request.path.startswith("/v1/") else "arweave" if is_gateway_request(request) else "hf"
         request.app[SERVICES].metrics.inc(m.REQUESTS, face=face, status=str(status))
         log.info("%s %s %d %.1fms", request.method, request.path, status, elapsed)
 

@@ -145,6 +145,7 @@ class Catalog:
         stale: T | None = None,
         *,
         what: str = "this name is not cached",
+        origin: str | None = None,
     ) -> T:
         """One origin call (shared by concurrent callers with ``key``), unless that origin is
         known to be down.
@@ -153,9 +154,10 @@ class Catalog:
         returns ``stale`` at once, or raises OriginUnavailable when nothing is cached.
         Up: wait for the call; if another call marks the origin down meanwhile, stop waiting
         and answer as if it had been down (the call goes on in the background and still
-        updates the store).
+        updates the store). ``origin`` names the origin whose health counts (default: the
+        source's one origin; :meth:`Source.origin_of` for a source of many hosts).
         """
-        name = src.name
+        name = origin or src.name
 
         def call() -> Awaitable[T]:
             return self.health.call(name, make)
@@ -210,6 +212,7 @@ class Catalog:
             src,
             ("snap", addr.repo_key, commit, creds.fingerprint),
             lambda: self._fetch_snapshot(src, addr, ResolvedRef(commit), creds),
+            origin=src.origin_of(addr),
         )
 
     def _cached_ref(self, src: Source, addr: Address, ref: str) -> tuple[Resolved | None, bool]:
@@ -231,7 +234,8 @@ class Catalog:
         stale = None if cached is None else dataclasses.replace(cached, stale=True)
         try:
             return await self._ask(
-                src, ("ref", addr.repo_key, ref, creds.fingerprint), lambda: self._refresh_ref(src, addr, ref, creds), stale
+                src, ("ref", addr.repo_key, ref, creds.fingerprint), lambda: self._refresh_ref(src, addr, ref, creds), stale,
+                origin=src.origin_of(addr),
             )
         except OriginUnavailable:
             if stale is None:
@@ -297,7 +301,14 @@ class Catalog:
             return dataclasses.replace(resolved, snapshot=snap)
 
         stale = None if entry is None else dataclasses.replace(resolved, stale=True)
-        return await self._ask(src, ("stat", *key, creds.fingerprint), stat, stale, what="this file was never looked up")
+        try:
+            return await self._ask(src, ("stat", *key, creds.fingerprint), stat, stale,
+                                   what="this file was never looked up", origin=src.origin_of(addr))
+        except OriginUnavailable:
+            if stale is None:
+                raise
+            log.info("origin unreachable; serving %s from cache", addr)
+            return stale
 
     async def _restricted(
         self, src: Source, addr: Address, resolved: Resolved, creds: Credentials, *, files: bool
@@ -339,7 +350,8 @@ class Catalog:
             self._access[key] = (self.clock(), None)
 
         # while the origin is down this raises OriginUnavailable at once (and probes it)
-        await self._ask(src, ("access", *key), ask, what="it must confirm access to this restricted repo")
+        await self._ask(src, ("access", *key), ask, what="it must confirm access to this restricted repo",
+                        origin=src.origin_of(resolved.addr))
 
     async def authorize(self, addr: Address, revision: str, snap: Snapshot, creds: Credentials) -> None:
         """Raise unless these credentials may read the files of a cached revision."""

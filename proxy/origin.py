@@ -126,6 +126,11 @@ class Source(abc.ABC):
         """False when a repo's files can only be looked up one name at a time (:meth:`stat`)."""
         return self.info.listable
 
+    def origin_of(self, addr: Address) -> str:
+        """The name the catalog tracks the health of ``addr``'s origin under: the source, for a
+        source with one origin; one name per host for a source of many (``url``)."""
+        return self.name
+
     def is_revision_id(self, revision: str) -> bool:
         """True if ``revision`` names an immutable revision (a commit), not a ref."""
         return self.info.is_revision_id(revision)

@@ -44,7 +44,12 @@ def _wanted(path: str, under: str, include: Sequence[str], exclude: Sequence[str
 async def plan_prefetch(
     svc: Services, addr: Address, creds: Credentials, include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> PrefetchPlan:
-    """Resolve ``addr`` and list its files, and which of them the store still lacks."""
+    """Resolve ``addr`` and list its files, and which of them the store still lacks.
+
+    A file of a source that cannot list its repos (``url``) is looked up at its origin first:
+    until then its repo's tree does not know it."""
+    if addr.path and not svc.catalog.source(addr).listable:
+        await svc.catalog.resolve(addr, creds)
     resolved = await svc.catalog.resolve(addr.with_path(""), creds)
     files = resolved.snapshot.files
     paths = sorted(p for p in files if _wanted(p, addr.path, include, exclude))
