@@ -16,6 +16,7 @@ import pytest
 from hoard.fuse.bridge import CoreBridge
 from hoard.fuse.fs import FsError, HoardFS, MountOptions
 from hoard.proxy.fetch import FetchConfig
+from hoard.proxy.sources import load_all
 from hoard.proxy.service import ProxyConfig
 from hoard.store.config import StoreConfig
 from hoard.store.store import Store
@@ -67,7 +68,8 @@ def read_all(fs: HoardFS, path: str, block: int = 128 << 10) -> bytes:
 def test_tree_levels(fs: HoardFS, hub: FakeHub) -> None:
     hub.add_repo("org/a", {"x/y/z.txt": b"z", "top.json": b"{}"})
     hub.add_repo("org/ds", {"data/train.csv": b"a,b\n"}, repo_type="dataset")
-    assert fs.readdir("/")[2:] == ["arweave", "huggingface", "local"]
+    assert fs.readdir("/")[2:] == sorted(load_all())  # every registered source
+    assert {"huggingface", "arweave", "local"} <= set(fs.readdir("/"))
     assert fs.readdir("/huggingface")[2:] == ["datasets", "spaces"]
     assert fs.getattr("/huggingface/org/a").is_dir
     assert fs.readdir("/huggingface/org/a")[2:] == [".gitattributes", "top.json", "x"]
