@@ -103,10 +103,32 @@ def test_verify_exits_nonzero_and_names_damaged_blob(hoard_env: dict[str, str], 
     assert hoard(hoard_env, "verify").returncode == 0  # repaired: clean now
 
 
+def test_model_ids_name_files_wherever_an_address_is_taken(hoard_env: dict[str, str], model_dir: Path) -> None:
+    hoard(hoard_env, "add", str(model_dir), "local/me/m")
+    single = hoard_json(hoard_env, "info", "local/me/m:config.json")
+    assert single == hoard_json(hoard_env, "info", "local/me/m/config.json")
+    assert single["verified_by"] == "blake3" and single["expected"] == f"blake3:{single['blake3']}"  # type: ignore[index]
+    assert single["unverified"] is None  # type: ignore[index]
+    both = hoard_json(hoard_env, "info", "local/me/m:config.json,copy.json")
+    assert [i["path"] for i in both] == ["config.json", "copy.json"]  # type: ignore[union-attr]
+    text = hoard(hoard_env, "info", "local/me/m:config.json").stdout
+    assert f"verified   blake3 (blake3:{single['blake3']})" in text  # type: ignore[index]
+    listed = hoard_json(hoard_env, "ls", "local/me/m:copy.json")
+    assert [f["path"] for f in listed["files"]] == ["copy.json"]  # type: ignore[index]
+    pins = hoard_json(hoard_env, "pin", "local/me/m:config.json,copy.json")
+    assert [p["pinned"] for p in pins] == [f"blob:{single['blake3']}"] * 2  # type: ignore[index]
+    assert [p["new"] for p in pins] == [True, False]  # type: ignore[index]  # one content, one pin
+    assert hoard_json(hoard_env, "unpin", "local/me/m:copy.json")["was_pinned"] is True  # type: ignore[index]
+    missing = hoard(hoard_env, "ls", "local/me/m:nope.json", check=False)
+    assert missing.returncode == 3 and "nope.json" in missing.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
         (["info", "local/me/none"], 3, "not in the cache"),
+        (["info", "local/me/m:"], 2, "names no file"),
+        (["prefetch", "local/me/m:a.bin", "--include", "*.bin"], 2, "model id names its files"),
         (["info", "huggingface/org/../x"], 2, "not allowed"),
         (["ls", "bogus/"], 2, "unknown source"),
         (["gc", "--max-size", "lots"], 2, "not a size"),

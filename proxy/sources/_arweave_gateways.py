@@ -42,7 +42,7 @@ from hoard.store.errors import (
 from ..httpbase import TRANSIENT_STATUSES, Reply, host_of
 from ..reader import RangeReader
 
-__all__ = ["ArweaveGateways", "gateway_error", "parse_gateways", "DOWN_FOR", "PAGE"]
+__all__ = ["ArweaveGateways", "gateway_error", "not_ready", "parse_gateways", "DOWN_FOR", "PAGE"]
 
 log = logging.getLogger("hoard.sources.arweave")
 T = TypeVar("T")
@@ -74,12 +74,18 @@ def parse_gateways(value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def not_ready(message: str) -> OriginUnavailable:
+    """A gateway answered, but what was asked is not served yet (a pending transaction, data
+    not there yet): retryable, like an unreachable gateway, though the gateway itself is up."""
+    return OriginUnavailable(message)
+
+
 def gateway_error(reply: Reply, what: str) -> HoardError:
     """A gateway's answer to a data or GraphQL request, in the hoard error tree."""
     status = reply.status
     host = host_of(reply.url)
     if status == 202:
-        return OriginUnavailable(f"{what}: the transaction is still pending at {host}; try again shortly")
+        return not_ready(f"{what}: the transaction is still pending at {host}; try again shortly")
     if status in (404, 410):
         return NotFound(f"{what}: not found at {host}")
     if status == 416:
@@ -93,11 +99,13 @@ def gateway_error(reply: Reply, what: str) -> HoardError:
 
 def _first(errors: list[HoardError]) -> HoardError:
     """The error to report when every gateway failed: a retryable one wins (an unreachable or
-    pending answer means "try again", whatever the others said)."""
-    for exc in errors:
-        if isinstance(exc, OriginUnavailable):
-            return exc
-    return errors[0]
+    pending answer means "try again", whatever the others said), naming what each said."""
+    retryable = [e for e in errors if isinstance(e, OriginUnavailable)]
+    if not retryable:
+        return errors[0]
+    if len(errors) == 1:
+        return retryable[0]
+    return OriginUnavailable("no Arweave gateway could answer: " + "; ".join(str(e) for e in errors))
 
 
 class ArweaveGateways:
@@ -201,9 +209,9 @@ class ArweaveGateways:
             return exc
         host = host_of(gw)
         if reply.status == 202:
-            return OriginUnavailable(f"{what}: transaction {txid} is still pending at {host}; try again shortly")
+            return not_ready(f"{what}: transaction {txid} is still pending at {host}; try again shortly")
         if reply.status == 200:
-            return OriginUnavailable(f"{what}: {host} does not serve the data of {txid} yet; try again shortly")
+            return not_ready(f"{what}: {host} does not serve the data of {txid} yet; try again shortly")
         if reply.status == 410:
             return NotFound(f"{what}: transaction {txid} was dropped ({reply.body[:80].decode('utf-8', 'replace')})")
         return missing

@@ -24,7 +24,8 @@ wallet address (43 base64url characters), the repo its ``Repo-Name`` tag.
   has the identity ``ar:<txid>``, is verified by its length only, and its ``meta["unverified"]``
   says so (``hoard info`` shows it).
 * Bytes come from the gateways in order (:mod:`._arweave_gateways`); a transaction still
-  pending is a transient fault, retried by the fetch core.
+  pending is a transient fault, retried by the fetch core. What the gateways say is judged
+  in :mod:`._arweave_tree`.
 
 Arweave data is public: no credential is ever sent to a gateway.
 """
@@ -32,40 +33,38 @@ Arweave data is public: no credential is ever sent to a gateway.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from hoard.store.address import Address
-from hoard.store.errors import (
-    InvalidAddress,
-    NotFound,
-    OriginError,
-    OriginUnavailable,
-    RepoNotFound,
-    RevisionNotFound,
-)
-from hoard.store.records import ExpectedHash, Snapshot, TreeEntry
+from hoard.store.errors import InvalidAddress, NotFound, OriginError, RepoNotFound, RevisionNotFound
+from hoard.store.records import Snapshot, TreeEntry
 from hoard.store.sources import SourceInfo
-from hoard.store.untrusted import check_entry
 
 from ..httpbase import host_of
 from ..origin import Credentials, RemoteFile, ResolvedRef, Source
 from . import BuildContext, Setting, SourceSpec
-from ._arweave_gateways import PAGE, ArweaveGateways
+from ._arweave_gateways import PAGE, ArweaveGateways, not_ready
+from ._arweave_tree import (
+    MANIFEST_TYPE,
+    TXID,
+    UNTAGGED,
+    file_entry,
+    height_of,
+    is_repo_manifest,
+    parse_manifest,
+    read_plan,
+    section_order,
+    tags_of,
+    unix_time,
+    usable_paths,
+)
 
 __all__ = ["Arweave", "SPEC", "TXID", "MANIFEST_TYPE", "UNTAGGED", "tags_of", "parse_manifest"]
 
 log = logging.getLogger("hoard.sources.arweave")
 
-TXID = re.compile(r"[A-Za-z0-9_-]{43}")
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_SECTION = re.compile(r"(0|[1-9]\d{0,8})\.section")
-MANIFEST_TYPE = "application/x.arweave-manifest+json"
-#: why an untagged file is verified by its length only (its ``meta["unverified"]``)
-UNTAGGED = "no File-SHA256 tag on Arweave: verified by its length only"
 _MAX_MANIFEST = 16 << 20  # a node serves at most 12 MiB of data this way; no manifest is near
 _LATEST_TRIES = 3  # uploads tried, newest first, when the newest manifest is not served yet
 
@@ -82,73 +81,11 @@ _MANIFESTS = (
 )
 
 
-def tags_of(node: dict[str, Any]) -> dict[str, str]:
-    """A GraphQL node's tags as a dict (the first value of a repeated name wins)."""
-    out: dict[str, str] = {}
-    tags = node.get("tags")
-    for tag in tags if isinstance(tags, list) else ():
-        if isinstance(tag, dict) and isinstance(tag.get("name"), str) and isinstance(tag.get("value"), str):
-            out.setdefault(tag["name"], tag["value"])
-    return out
-
-
-def _unix_time(node: dict[str, Any]) -> float | None:
-    try:
-        value = float(tags_of(node).get("Unix-Time", ""))
-    except ValueError:
-        return None
-    return value if value == value and abs(value) != float("inf") else None  # no NaN, no inf
-
-
-def _data_size(node: dict[str, Any] | None) -> int | None:
-    data = node.get("data") if isinstance(node, dict) else None
-    try:
-        size = int(data.get("size")) if isinstance(data, dict) else -1
-    except (TypeError, ValueError):
-        return None
-    return size if size >= 0 else None
-
-
-def _owner(node: dict[str, Any]) -> str | None:
-    owner = node.get("owner")
-    address = owner.get("address") if isinstance(owner, dict) else None
-    return address if isinstance(address, str) else None
-
-
-def parse_manifest(raw: bytes, what: str) -> dict[str, str]:
-    """``arweave/paths`` manifest → {path: txid}; anything else is an origin error."""
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise OriginError(f"{what}: the manifest is not JSON") from None
-    if not isinstance(doc, dict) or doc.get("manifest") != "arweave/paths" or not isinstance(doc.get("paths"), dict):
-        raise OriginError(f"{what}: not an arweave/paths manifest")
-    out: dict[str, str] = {}
-    for path, ref in doc["paths"].items():
-        txid = ref.get("id") if isinstance(ref, dict) else None
-        if isinstance(txid, str) and TXID.fullmatch(txid):
-            out[path] = txid
-        else:
-            log.warning("%s: manifest entry %r ignored (no valid tx id)", what, str(path)[:100])
-    return out
-
-
 def _check_owner(addr: Address) -> None:
     if not TXID.fullmatch(addr.owner):
         raise InvalidAddress(
             f"{addr.repo_key}: an Arweave owner is a wallet address (43 base64url characters), not {addr.owner[:60]!r}"
         )
-
-
-def _is_repo_manifest(node: dict[str, Any], addr: Address) -> bool:
-    """A Ritual repo-manifest transaction of this owner and repo (GraphQL filters on the same
-    tags, but its answer is checked like any origin input)."""
-    tags = tags_of(node)
-    return (
-        isinstance(node.get("id"), str) and TXID.fullmatch(node["id"]) is not None
-        and _owner(node) == addr.owner and tags.get("App-Name") == "Ritual"
-        and tags.get("Type") == "manifest" and tags.get("Repo-Name") == addr.repo
-    )
 
 
 class Arweave(Source):
@@ -183,10 +120,10 @@ class Arweave(Source):
         the mined one, then the higher block). RepoNotFound when it lists none: the next
         gateway may have indexed them."""
         nodes = await self.gw.pages_at(gw, _MANIFESTS, {"owners": [addr.owner], "repo": [addr.repo]}, addr.repo_key)
-        timed = [(t, n) for n in nodes if _is_repo_manifest(n, addr) and (t := _unix_time(n)) is not None]
+        timed = [(t, n) for n in nodes if is_repo_manifest(n, addr.owner, addr.repo) and (t := unix_time(n)) is not None]
         if not timed:
             raise RepoNotFound(f"{addr.repo_key}: no Ritual repo of that name from that owner at {host_of(gw)}")
-        timed.sort(key=lambda tn: (tn[0], tn[1].get("block") is not None, _height(tn[1])), reverse=True)
+        timed.sort(key=lambda tn: (tn[0], tn[1].get("block") is not None, height_of(tn[1])), reverse=True)
         return timed
 
     async def _manifest(self, txid: str, what: str) -> dict[str, str]:
@@ -202,7 +139,7 @@ class Arweave(Source):
         manifest_id = resolved.revision
         what = f"{addr.repo_key}@{manifest_id}"
         node = resolved.info.get("node") or (await self._nodes([manifest_id], what)).get(manifest_id)
-        if node is None or not _is_repo_manifest(node, addr):
+        if node is None or not is_repo_manifest(node, addr.owner, addr.repo):
             raise RevisionNotFound(f"{what}: no upload of this repo by this owner has that manifest id")
         paths = resolved.info.get("paths")
         if paths is None:
@@ -210,7 +147,7 @@ class Arweave(Source):
         files = await self._tree(paths, what)
         await asyncio.get_running_loop().run_in_executor(None, self._name_present, files)
         tags = tags_of(node)
-        created = _unix_time(node)
+        created = unix_time(node)
         info = {"manifest": manifest_id, "unix_time": tags.get("Unix-Time"), "app_version": tags.get("App-Version")}
         return Snapshot(files, int(created) if created and created > 0 else 0, info)
 
@@ -225,26 +162,19 @@ class Arweave(Source):
         return out
 
     async def _tree(self, paths: dict[str, str], what: str) -> dict[str, TreeEntry]:
-        """The tree entries of a manifest's paths (unsafe names dropped with a warning)."""
-        safe: dict[str, str] = {}
-        for path, txid in sorted(paths.items()):
-            try:
-                check_entry(path, TreeEntry(0, f"ar:{txid}"), verifiable=False)
-            except (InvalidAddress, TypeError, AttributeError) as exc:
-                log.warning("%s: dropped %r from the manifest: %s", what, str(path)[:100], exc)
-                continue
-            safe[path] = txid
+        """The tree entries of a manifest's paths (see :func:`~._arweave_tree.usable_paths`)."""
+        safe = usable_paths(paths, what)
         nodes = await self._nodes(list(safe.values()), what)
         unknown = sorted(p for p, t in safe.items() if t not in nodes)
         if unknown:
-            raise OriginUnavailable(
+            raise not_ready(
                 f"{what}: the gateway does not know the transaction of {unknown[0]} ({safe[unknown[0]]}) yet; try again shortly"
             )
         sectioned = {t: n for t, n in nodes.items() if tags_of(n).get("File-Type") == "Sectioned"}
         sections = await self._sections(sectioned, what)
         files: dict[str, TreeEntry] = {}
         for path, txid in safe.items():
-            entry = self._entry(nodes[txid], sections.get(txid), f"{what}/{path}")
+            entry = file_entry(nodes[txid], sections.get(txid), f"{what}/{path}")
             if entry is not None:
                 files[path] = entry
         return files
@@ -254,63 +184,18 @@ class Arweave(Source):
         well-formed ``0.section`` … ``N.section`` list are left out, with a warning)."""
         order: dict[str, list[str]] = {}
         for txid in sorted(manifests):
-            named = parse_manifest(await self.gw.data(txid, f"{what} (sections of {txid})", _MAX_MANIFEST), what)
-            numbered = sorted((int(m.group(1)), t) for n, t in named.items() if (m := _SECTION.fullmatch(n)))
-            if len(numbered) != len(named) or [n for n, _ in numbered] != list(range(len(numbered))) or not numbered:
-                log.warning("%s: sectioned file %s does not list 0.section..N.section; left out", what, txid)
-                continue
-            order[txid] = [t for _, t in numbered]
+            raw = await self.gw.data(txid, f"{what} (sections of {txid})", _MAX_MANIFEST)
+            ids = section_order(parse_manifest(raw, what), f"{what} ({txid})")
+            if ids is not None:
+                order[txid] = ids
         nodes = await self._nodes([t for ts in order.values() for t in ts], what)
         out: dict[str, list[dict[str, Any]]] = {}
         for txid, ids in order.items():
             missing = [t for t in ids if t not in nodes]
             if missing:
-                raise OriginUnavailable(f"{what}: the gateway does not know section {missing[0]} of {txid} yet")
+                raise not_ready(f"{what}: the gateway does not know section {missing[0]} of {txid} yet")
             out[txid] = [nodes[t] for t in ids]
         return out
-
-    def _entry(self, node: dict[str, Any], sections: list[dict[str, Any]] | None, what: str) -> TreeEntry | None:
-        """The tree entry of one file transaction, plain or sectioned; None (and a warning)
-        when the gateway's answer does not describe a usable file."""
-        tags = tags_of(node)
-        txid: str = node["id"]
-        sectioned = tags.get("File-Type") == "Sectioned"
-        if sectioned and not sections:
-            return None
-        # a sectioned file's own tags (type, version) are on its sections, not its manifest
-        file_tags = tags_of(sections[0]) if sectioned and sections else tags
-        meta: dict[str, Any] = {"tx": txid}
-        if file_tags.get("Content-Type"):
-            meta["content_type"] = file_tags["Content-Type"]
-        if file_tags.get("File-Version"):
-            meta["file_version"] = file_tags["File-Version"]
-        if sectioned and sections:
-            sizes = [_data_size(s) for s in sections]
-            if any(s is None for s in sizes):
-                log.warning("%s: a section of %s has no size at the gateway; left out", what, txid)
-                return None
-            meta["sections"] = [[s["id"], n] for s, n in zip(sections, sizes, strict=True)]
-            size = sum(n for n in sizes if n is not None)
-            claims = {tags_of(s).get("File-SHA256", "").strip().lower() for s in sections}
-            if tags.get("File-Size", str(size)) != str(size) or len(claims) != 1:
-                log.warning("%s: the sections of %s disagree on the file's size or hash; left out", what, txid)
-                return None
-            sha = claims.pop()
-        elif tags.get("Content-Type") == MANIFEST_TYPE:
-            log.warning("%s: %s is a nested manifest, not a file; left out", what, txid)
-            return None
-        else:
-            found = _data_size(node)
-            if found is None:
-                log.warning("%s: the gateway gives no size for %s; left out", what, txid)
-                return None
-            size = found
-            sha = tags.get("File-SHA256", "").strip().lower()
-        if _SHA256.fullmatch(sha):
-            meta["aliases"] = [f"ar:{txid}"]
-            return TreeEntry.of_hash(size, ExpectedHash("sha256", sha), meta)
-        meta["unverified"] = UNTAGGED
-        return TreeEntry(size, f"ar:{txid}", meta, None)
 
     def _name_present(self, files: dict[str, TreeEntry]) -> None:
         """(In a thread.) Name blobs already in the store (the same bytes from the Hub, say)
@@ -326,14 +211,8 @@ class Arweave(Source):
     async def read(self, rf: RemoteFile, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes [start, end): of the file's transaction, or of the sections they fall in."""
         what = str(rf.address)
-        sections = rf.meta.get("sections")
-        if not sections:
-            txid = rf.meta.get("tx") or rf.identity.removeprefix("ar:")
-            async for block in self.gw.read(txid, start, end, what):
-                yield block
-            return
         offset = 0
-        for txid, size in sections:
+        for txid, size in read_plan(rf.meta, rf.identity, rf.size, what):
             lo, hi = max(start, offset), min(end, offset + size)
             if lo < hi:
                 async for block in self.gw.read(txid, lo - offset, hi - offset, what):
@@ -344,12 +223,6 @@ class Arweave(Source):
 
     async def check_access(self, addr: Address, snap: Snapshot, creds: Credentials) -> None:
         """Arweave data is public: nothing to check."""
-
-
-def _height(node: dict[str, Any]) -> int:
-    block = node.get("block")
-    height = block.get("height") if isinstance(block, dict) else None
-    return height if isinstance(height, int) else -1
 
 
 def _build(ctx: BuildContext) -> Source:
