@@ -29,8 +29,9 @@ from typing import Any
 
 from hoard.proxy.catalog import Resolved
 from hoard.proxy.fetch import OpenFile
-from hoard.proxy.origin import RemoteFile
+from hoard.proxy.origin import RemoteFile, name_published
 from hoard.store.address import Address, check_segment, parse_address
+from hoard.store.records import TreeEntry
 from hoard.store.sources import source_info
 from hoard.store.errors import HoardError, InvalidAddress, codes_for
 
@@ -247,11 +248,36 @@ class HoardFS:
         if not w.path:
             return Attr(_DIR, 0, mtime, 2)
         entry = resolved.snapshot.files.get(w.path)
+        if entry is None and w.path not in self._tree(resolved) and not self._listable(w):
+            resolved, entry = self._look_up(w)
+            if entry is None:  # no file there at the origin: a folder on the way to one
+                return Attr(_DIR, 0, mtime, 2)
         if entry is not None:
             return Attr(_FILE, entry.size, mtime)
         if w.path in self._tree(resolved):
             return Attr(_DIR, 0, mtime, 2)
         raise FsError(errno.ENOENT)
+
+    def _listable(self, w: _Where) -> bool:
+        return self.bridge.svc.catalog.source(self._address(w)).listable
+
+    def _look_up(self, w: _Where) -> tuple[Resolved, TreeEntry | None]:
+        """A name of a source that cannot list its repos (a URL, torch weights), asked at its
+        origin; (revision, None) when the origin has no file there. Every folder of such a
+        repo exists (a URL's path can hold anything), and lists the names looked up so far."""
+        addr = self._address(w)
+        try:
+            resolved = self._call(self.bridge.resolve, addr.with_path(w.path))
+        except FsError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            return self._resolve(w), None
+        key = (addr.repo_key, addr.revision or "")
+        with self._lock:
+            old = self._resolved.get(key)
+            self._resolved[key] = (resolved, old[1] if old is not None else time.monotonic())
+            self._children.pop((resolved.addr.repo_key, resolved.revision), None)  # it grew
+        return resolved, resolved.snapshot.files.get(w.path)
 
     def readdir(self, path: str) -> list[str]:
         w = self._parse(path)
@@ -281,6 +307,10 @@ class HoardFS:
         if w.depth != "repo" or not w.path:
             raise FsError(errno.EISDIR)
         resolved = self._resolve(w)
+        if w.path not in resolved.snapshot.files and w.path not in self._tree(resolved) and not self._listable(w):
+            resolved, entry = self._look_up(w)
+            if entry is None:
+                raise FsError(errno.EISDIR)
         if w.path not in resolved.snapshot.files:
             raise FsError(errno.EISDIR if w.path in self._tree(resolved) else errno.ENOENT)
         rf = self.bridge.remote_file(resolved, w.path)
@@ -306,6 +336,7 @@ class HoardFS:
     def _open_handle(self, rf: RemoteFile) -> _Handle:
         b3 = self.store.resolve(rf.identity)
         if b3 is not None:
+            name_published(self.store, rf, b3)
             fd = self.store.open_blob(b3)
             if fd is not None:
                 self.store.touch(b3)

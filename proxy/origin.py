@@ -23,7 +23,7 @@ from hoard.store.errors import NotFound
 from hoard.store.records import ExpectedHash, Snapshot, TreeEntry
 from hoard.store.sources import SourceInfo, source_info
 
-__all__ = ["Credentials", "ANONYMOUS", "RemoteFile", "Source", "ResolvedRef"]
+__all__ = ["Credentials", "ANONYMOUS", "RemoteFile", "Source", "ResolvedRef", "name_published"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,14 @@ class RemoteFile:
         """Other names of the content (an Arweave tx id, ...), recorded once it is published."""
         names = self.meta.get("aliases") or []
         return [a for a in names if isinstance(a, str) and a != self.identity]
+
+
+def name_published(store: Any, rf: RemoteFile, b3: str) -> None:
+    """Record a file's other names (``RemoteFile.extra_aliases``: an Arweave tx id) for the
+    blob it was found to be; a read, and a write only for names still missing."""
+    missing = [a for a in rf.extra_aliases if store.resolve(a) != b3]
+    if missing:
+        store.add_aliases(missing, b3)
 
 
 @dataclass(frozen=True)

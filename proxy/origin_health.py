@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from hoard.store.errors import HoardError, OriginUnavailable
+from hoard.store.errors import HoardError, NotReady, OriginUnavailable
 
 __all__ = ["OriginHealth"]
 
@@ -85,6 +85,9 @@ class OriginHealth:
         """
         try:
             result = await make()
+        except NotReady:
+            self.answered(source)  # it answered: "not yet" is about the content, not the origin
+            raise
         except OriginUnavailable as exc:
             self.failed(source, exc)
             raise

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from hoard.store.address import Address
 from hoard.store.errors import NotFound
 
-from .origin import Credentials
+from .origin import Credentials, name_published
 from .service import Services
 
 __all__ = ["PrefetchPlan", "plan_prefetch", "run_prefetch"]
@@ -55,7 +55,13 @@ async def plan_prefetch(
     paths = sorted(p for p in files if _wanted(p, addr.path, include, exclude))
     if addr.path and not paths:
         raise NotFound(f"{addr}: no such file or folder in {resolved.addr.repo_key}@{resolved.revision}")
-    todo = [p for p in paths if svc.store.resolve(files[p].identity) is None]
+    todo = []
+    for p in paths:
+        b3 = svc.store.resolve(files[p].identity)
+        if b3 is None:
+            todo.append(p)
+        else:  # already a blob (from another source, say): give it this file's names too
+            name_published(svc.store, svc.catalog.file(resolved, p, creds), b3)
     return PrefetchPlan(resolved.addr.repo_key, resolved.revision, paths, todo, {p: files[p].size for p in paths})
 
 

@@ -25,7 +25,7 @@ from hoard.store.store import Store
 from . import metrics as m
 from .fetch import FetchCore
 from .metrics import Metrics
-from .origin import RemoteFile
+from .origin import RemoteFile, name_published
 
 __all__ = ["ByteRange", "parse_range", "serve_bytes", "content_type"]
 
@@ -157,6 +157,7 @@ async def serve_bytes(
         headers["Content-Range"] = rng.content_range(size)
     b3 = store.resolve(rf.identity)
     if b3 is not None:
+        name_published(store, rf, b3)
         fd = _open_blob(store, b3)
         if fd is not None:
             try:

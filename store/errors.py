@@ -17,6 +17,7 @@ of hoard::
     ├── IntegrityError                       bytes whose length or hash does not match
     ├── OriginError                          the origin answered with a permanent error
     │   └── OriginUnavailable                transient: unreachable, 5xx, timeout (retryable)
+    │       └── NotReady                     the origin answered, the content is not served yet
     ├── StoreFormatError                     an index written by an unknown format version
     ├── StoreFull (OSError)                  no space left for a blob or a partial
     ├── Busy                                 a resource is held by another process
@@ -46,6 +47,7 @@ __all__ = [
     "IntegrityError",
     "OriginError",
     "OriginUnavailable",
+    "NotReady",
     "StoreFormatError",
     "StoreFull",
     "Busy",
@@ -130,6 +132,13 @@ class OriginUnavailable(OriginError):
     """The origin could not be reached or failed transiently; the caller may retry later."""
 
     kind = "origin_unavailable"
+
+
+class NotReady(OriginUnavailable):
+    """The origin is up but does not serve this yet (an Arweave transaction still pending):
+    retryable like any transient fault, without saying anything bad about the origin."""
+
+    kind = "not_ready"
 
 
 class StoreFormatError(HoardError):

@@ -49,7 +49,7 @@ from .untrusted import (
     check_folders,
     IDENTITY_HEX,
     hashed_entry,
-    unverified_entry,
+    named_entry,
     check_ref,
     check_repo_key,
     check_revision_id,
@@ -153,10 +153,7 @@ def _tree_entry(doc: dict[str, Any]) -> TreeEntry:
     identity, stated, meta = doc.get("identity"), doc.get("expected"), doc.get("meta") or {}
     kind = identity.partition(":")[0] if isinstance(identity, str) else ""
     if kind not in IDENTITY_HEX:
-        if stated is not None:
-            raise InvalidAddress(f"identity {str(identity)[:80]!r} with expected hash {str(stated)[:80]!r}: "
-                                 "only a hash identity is verified by a hash")
-        return unverified_entry(doc.get("size"), identity, meta)
+        return named_entry(doc.get("size"), identity, meta, stated)
     entry = hashed_entry(doc.get("size"), identity, meta)
     if stated is not None:
         try:
@@ -173,7 +170,7 @@ def _entry(path: str, doc: Any) -> tuple[TreeEntry, str]:
     if not isinstance(doc, dict):
         raise InvalidAddress(f"{path}: not an object")
     entry = _tree_entry(doc)
-    check_entry(path, entry, verifiable=entry.expected is not None)
+    check_entry(path, entry, verifiable=entry.identity.partition(":")[0] in IDENTITY_HEX)
     named = doc.get("blake3")
     if not is_hex(named, 64):
         raise InvalidAddress(f"{path}: blake3 {named!r} is not 64 hex")

@@ -42,6 +42,7 @@ __all__ = [
     "hashed_entry",
     "UNVERIFIED_IDENTITY",
     "unverified_entry",
+    "named_entry",
     "check_revision_id",
     "check_ref",
     "check_repo_key",
@@ -56,7 +57,14 @@ _HASH_KIND = {"sha256": "sha256", "gitsha1": "gitsha1", "b3": "blake3"}
 
 _HEX = re.compile(r"[0-9a-f]*")
 #: identity kind -> shape, of the names a file verified by its length only may have
-UNVERIFIED_IDENTITY = {"ar": re.compile(r"[A-Za-z0-9_-]{43}")}
+#: origins' own names of content that comes with no hash: an Arweave tx (or the sectioned-file
+#: manifest tx whose sections hold a file), a URL at its validator (printable ASCII, no space)
+UNVERIFIED_IDENTITY = {
+    "ar": re.compile(r"[A-Za-z0-9_-]{43}"),
+    "arsections": re.compile(r"[A-Za-z0-9_-]{43}"),
+    # a plain URL's file: url:<url>@<validator>, or url:h-<40 hex> when that is too long
+    "url": re.compile(r"h-[0-9a-f]{40}|https?://[!-~]{1,190}"),
+}
 
 
 def is_hex(value: object, length: int) -> bool:
@@ -90,13 +98,34 @@ def unverified_entry(size: Any, identity: object, meta: Any) -> TreeEntry:
     kind, _, value = identity.partition(":") if isinstance(identity, str) else ("", "", "")
     shape = UNVERIFIED_IDENTITY.get(kind)
     if shape is None or not shape.fullmatch(value):
-        raise InvalidAddress(f"identity {str(identity)[:80]!r} is not one hoard can verify or name (ar:<tx id>)")
+        raise InvalidAddress(f"identity {str(identity)[:80]!r} is not one hoard can verify or name (ar:<tx id>, url:...)")
     if not isinstance(meta, Mapping):
         raise InvalidAddress(f"meta {str(meta)[:60]!r} is not an object")
     reason = meta.get("unverified")
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidAddress(f"identity {identity!r} carries no hash, and its metadata says no reason (unverified)")
     return TreeEntry(size, str(identity), dict(meta), None)
+
+
+def named_entry(size: Any, identity: object, meta: Any, expected: object = None) -> TreeEntry:
+    """A tree entry named by an origin's own name (:data:`UNVERIFIED_IDENTITY`), from untrusted
+    values: verified by the whole-file hash it states (a url file's sha256, learnt from its
+    first complete fetch), else by its length only (:func:`unverified_entry`)."""
+    if expected is None:
+        return unverified_entry(size, identity, meta)
+    kind, _, value = identity.partition(":") if isinstance(identity, str) else ("", "", "")
+    shape = UNVERIFIED_IDENTITY.get(kind)
+    if shape is None or not shape.fullmatch(value):
+        raise InvalidAddress(f"identity {str(identity)[:80]!r} is not one hoard can verify or name")
+    try:
+        exp = ExpectedHash.parse(expected)
+    except ValueError as exc:
+        raise InvalidAddress(str(exc)) from None
+    if exp.prefix:
+        raise InvalidAddress(f"identity {str(identity)[:80]!r}: a hash prefix verifies nothing by itself")
+    if not isinstance(meta, Mapping):
+        raise InvalidAddress(f"meta {str(meta)[:60]!r} is not an object")
+    return TreeEntry(size, str(identity), dict(meta), exp)
 
 
 def check_revision_id(source: str, revision: object) -> str:

@@ -50,8 +50,6 @@ def _needs(change: str) -> pytest.MarkDecorator:
 
 needs_parent_stat = _needs("proxy/sources/upstream.py implements stat()")
 needs_published_sha256 = _needs("store/partial.py records the sha256 of content published without an expected hash")
-needs_bundle_names = _needs("store/untrusted.py and store/transfer_bundle.py accept url identities")
-needs_mount_lookup = _needs("fuse/fs.py looks names of unlistable sources up")
 
 
 @pytest.fixture
@@ -451,7 +449,6 @@ def test_through_a_parent_hoard(origin: FakeURLOrigin, tmp_path: Path) -> None:
         origin.resume()
 
 
-@needs_bundle_names
 def test_a_bundle_carries_url_files(origin: FakeURLOrigin, tmp_path: Path) -> None:
     """``hoard export --format hoard`` then ``hoard import`` elsewhere: a file with a digest,
     one without, and one whose sha256 was learnt from its first fetch."""
@@ -499,7 +496,6 @@ def test_mount_reads_a_file_looked_up_before(origin: FakeURLOrigin, tmp_path: Pa
 
 
 @pytest.mark.fuse
-@needs_mount_lookup
 def test_mount_looks_a_name_up(origin: FakeURLOrigin, tmp_path: Path) -> None:
     origin.put("/mnt/fresh.bin", DATA, ranges=False)
     assert _mount_read(tmp_path, origin, address(origin, "/mnt/fresh.bin")) == DATA.read()

@@ -63,9 +63,10 @@ class Setting:
         """A value from a flag, the environment or config.toml, as this setting's type."""
         if value is None:
             return self.default
-        if self.multiple:
-            items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-            out = tuple(str(v).strip().rstrip("/") for v in items if str(v).strip())
+        if self.multiple:  # repeated flags, a list in config.toml, or comma-separated text
+            items = value if isinstance(value, (list, tuple)) else [value]
+            parts = [p for item in items for p in str(item).split(",")]
+            out = tuple(p.strip().rstrip("/") for p in parts if p.strip())
             return out or self.default
         if self.kind is bool:
             if isinstance(value, bool):

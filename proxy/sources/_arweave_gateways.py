@@ -33,6 +33,7 @@ from hoard.store.errors import (
     AccessDenied,
     HoardError,
     NotFound,
+    NotReady,
     OriginError,
     OriginUnavailable,
     RangeNotSatisfiable,
@@ -76,8 +77,9 @@ def parse_gateways(value: object) -> tuple[str, ...]:
 
 def not_ready(message: str) -> OriginUnavailable:
     """A gateway answered, but what was asked is not served yet (a pending transaction, data
-    not there yet): retryable, like an unreachable gateway, though the gateway itself is up."""
-    return OriginUnavailable(message)
+    not there yet): retryable, like an unreachable gateway, though the gateway itself is up
+    (so it does not mark the origin down)."""
+    return NotReady(message)
 
 
 def gateway_error(reply: Reply, what: str) -> HoardError:

@@ -11,7 +11,9 @@ gateway answers is origin input, checked like a client's (shared/reference/sourc
   ``0.section`` … ``N.section`` transactions, each tagged with the whole file's tags (its
   ``File-SHA256`` included) and its own size; its own ``File-Size`` tag is the whole size;
 * a file's identity is ``sha256:<File-SHA256>`` (its tx id an extra alias ``ar:<txid>``), or,
-  without that tag, ``ar:<txid>``, verified by its length only (``meta["unverified"]``).
+  without that tag, ``ar:<txid>``, verified by its length only (``meta["unverified"]``). A
+  sectioned file's tx holds the manifest of its sections, not its bytes: it never becomes an
+  ``ar:`` name of the file (``arsections:<txid>`` when no hash names it).
 
 ``meta`` of an entry: ``tx`` (the transaction the manifest names), ``content_type``,
 ``file_version``, ``sections`` (``[[txid, size], ...]`` in order), ``aliases``, ``unverified``.
@@ -193,10 +195,11 @@ def file_entry(node: dict[str, Any], sections: list[dict[str, Any]] | None, what
         return None
     size, sha = found
     if _SHA256.fullmatch(sha):
-        meta["aliases"] = [f"ar:{txid}"]
+        if not sectioned:  # a sectioned file's tx holds its manifest, not its bytes: no ar: name
+            meta["aliases"] = [f"ar:{txid}"]
         return TreeEntry.of_hash(size, ExpectedHash("sha256", sha), meta)
     meta["unverified"] = UNTAGGED
-    return TreeEntry(size, f"ar:{txid}", meta, None)
+    return TreeEntry(size, f"{'arsections' if sectioned else 'ar'}:{txid}", meta, None)
 
 
 def read_plan(meta: dict[str, Any], identity: str, size: int, what: str) -> list[tuple[str, int]]:
