@@ -19,6 +19,8 @@ from hoard.store.errors import NotFound
 from hoard.store.records import Snapshot, TreeEntry
 from hoard.store.store import Store
 
+from hoard.proxy.sources.onnx import describe as describe_onnx
+
 from .common import App, common_options, emit
 from .config import format_size
 from .model_ids import read_target
@@ -98,13 +100,26 @@ def _file_info(store: Store, addr: Address, rev: str, snap: Snapshot) -> dict[st
     if state.b3:
         with store.index.read() as txn:
             data["aliases"] = store.index.aliases_of(state.b3, txn)
+    model = describe_onnx(entry) if addr.source == "onnx" else None
+    if model is not None:
+        data["onnx"] = model
     return data
 
 
 def _file_lines(data: dict[str, Any]) -> str:
-    lines = [f"{k:<10} {v}" for k, v in data.items() if k not in _NOT_LINES]
+    lines = [f"{k:<10} {v}" for k, v in data.items() if k not in _NOT_LINES and k != "onnx"]
     how = f"{data['verified_by']} ({data['expected']})" if data["expected"] else f"{data['verified_by']}: {data['unverified']}"
     lines.insert(2, f"{'verified':<10} {how}")
+    model = data.get("onnx")
+    if model:
+        lines.append(f"{'model':<10} {model['model']} (opset {model['opset']}, onnx {model['onnx_version']})")
+        lines.append(f"{'tags':<10} {', '.join(model['tags']) or '-'}")
+        ports = model.get("io_ports") or {}
+        for kind in ("inputs", "outputs"):
+            for port in ports.get(kind) or []:
+                lines.append(f"{kind[:-1]:<10} {port.get('name')}: {port.get('elem_type')} {port.get('shape')}")
+        if model.get("model_with_data_path"):
+            lines.append(f"{'test data':<10} {model['model_with_data_path']} ({model.get('model_with_data_bytes')} bytes)")
     return "\n".join(lines)
 
 

@@ -10,12 +10,16 @@ import click
 
 from hoard.store.address import parse_prefix
 from hoard.store.catalog import default_ref, file_state, list_repos, resolve_cached
-from hoard.store.errors import NotFound
+from hoard.proxy.sources.onnx import filter_models
+from hoard.store.address import Address
+from hoard.store.errors import NotFound, UsageError
+from hoard.store.records import Snapshot
 from hoard.store.sources import source_info, source_names
 
 from .common import App, common_options, emit, table
 from .config import format_size
 from .model_ids import read_target
+from .online import resolve_online
 
 __all__ = ["ls"]
 
@@ -29,16 +33,28 @@ def _is_repo_address(prefix: str) -> bool:
 
 @click.command("ls")
 @click.argument("prefix", required=False, default="")
-@common_options()
-def ls(app: App, prefix: str) -> None:
+@click.option("--pinned", is_flag=True, help="Only pinned repos.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="ONNX hub: models with any of these tags.")
+@click.option("--model", metavar="NAME", help="ONNX hub: models of this name (case-insensitive).")
+@click.option("--opset", type=int, metavar="N", help="ONNX hub: models of this opset.")
+@common_options("upstream", "sources")
+def ls(app: App, prefix: str, pinned: bool, tags: tuple[str, ...], model: str | None, opset: int | None) -> None:
     """List cached repos (under PREFIX, e.g. huggingface/ or huggingface/org), or the files
-    of a repo (PREFIX = <source>/<owner>/<repo>[@rev])."""
+    of a repo (PREFIX = <source>/<owner>/<repo>[@rev]; a repo never cached is looked up at
+    its origin). For an ONNX hub repo (onnx/onnx/models) it lists the manifest's models,
+    filtered like onnx.hub.list_models with --model, --tag and --opset."""
+    onnx_filters = bool(tags or model or opset is not None)
     if prefix and _is_repo_address(prefix):
-        _ls_files(app, prefix)
+        if onnx_filters or prefix.startswith("onnx/"):
+            _ls_onnx(app, prefix, tags, model, opset)
+        else:
+            _ls_files(app, prefix)
         return
+    if onnx_filters:
+        raise UsageError("--tag, --model and --opset list the models of an ONNX hub repo: hoard ls onnx/<owner>/<repo>")
     parts = parse_prefix(prefix)
     key = "/".join(parts) + ("/" if parts else "")
-    repos = list_repos(app.store, key)
+    repos = [r for r in list_repos(app.store, key) if r.pinned or not pinned]
     data = [r.as_dict() for r in repos]
 
     def human() -> None:
@@ -57,10 +73,41 @@ def ls(app: App, prefix: str) -> None:
     emit(app, data, human)
 
 
+def _revision(app: App, addr: Address) -> tuple[str, Snapshot]:
+    """The revision an address means: from the store, else asked at its origin."""
+    try:
+        return resolve_cached(app.store, addr)
+    except NotFound:
+        resolved = resolve_online(app, addr.with_path(""))
+        return resolved.revision, resolved.snapshot
+
+
+def _ls_onnx(app: App, text: str, tags: tuple[str, ...], model: str | None, opset: int | None) -> None:
+    addr = read_target(text).addr
+    if addr.source != "onnx":
+        raise UsageError("--tag, --model and --opset list the models of an ONNX hub repo (onnx/<owner>/<repo>)")
+    rev, snap = _revision(app, addr)
+    models = filter_models(snap, model=model, tags=list(tags) or None, opset=opset)
+    rows_data = []
+    for m in models:
+        entry = snap.files[m.path]
+        rows_data.append({"model": m.model, "opset": m.opset, "tags": list(m.tags), "path": m.path,
+                          "size": entry.size, "cached": app.store.resolve(entry.identity) is not None})
+    data = {"repo": addr.repo_key, "revision": rev, "models": rows_data}
+
+    def human() -> None:
+        rows = [[d["model"], str(d["opset"]), ",".join(d["tags"]), format_size(d["size"]), d["path"],
+                 "yes" if d["cached"] else ""] for d in rows_data]
+        click.echo(f"{addr.repo_key}@{rev[:12]}: {len(rows)} model(s)")
+        click.echo(table(rows, ["MODEL", "OPSET", "TAGS", "SIZE", "PATH", "CACHED"]))
+
+    emit(app, data, human)
+
+
 def _ls_files(app: App, text: str) -> None:
     target = read_target(text)
     addr = target.addr
-    rev, snap = resolve_cached(app.store, addr)
+    rev, snap = _revision(app, addr)
     missing = [f for f in target.files if f not in snap.files]
     if missing:
         raise NotFound(f"{addr.repo_key}@{rev}: no file {', '.join(map(repr, missing))}")

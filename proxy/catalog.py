@@ -320,7 +320,7 @@ class Catalog:
         (refreshed by the background probe)."""
         if src.restricted(resolved.snapshot, files=files):
             return True
-        if not src.refs_expire or not src.is_revision_id(addr.revision or ""):
+        if not src.refs_expire or not src.may_restrict or not src.is_revision_id(addr.revision or ""):
             return False
         try:
             latest = await self._resolve_ref(src, addr.with_revision(None), default_ref(addr.source), creds)

@@ -116,6 +116,9 @@ class Source(abc.ABC):
 
     #: the address source it serves ("huggingface", "arweave", ...)
     name: str = ""
+    #: False for origins whose content is public (no repo there ever turns private), so the
+    #: catalog never re-checks a commit-pinned revision's access through its default branch
+    may_restrict: bool = True
 
     @property
     def info(self) -> SourceInfo:

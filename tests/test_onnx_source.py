@@ -198,8 +198,9 @@ def test_prefetch_ls_and_a_node_filling_from_a_parent(zoo: Zoo, gh: FakeGitHub, 
     assert (json.loads(run.stdout)["fetched"], json.loads(run.stdout)["revision"]) == (1, zoo.revision)
     listing = json.loads(subprocess.run([*HOARD, "ls", REPO, "--json"], env=env, capture_output=True, text=True,
                                         timeout=60).stdout)  # fmt: skip
-    complete = {f["path"] for f in listing["files"] if f["blake3"]}
-    assert complete == {zoo.add18.tar_path, MANIFEST}
+    assert listing["revision"] == zoo.revision  # the models of the manifest: none fetched yet
+    assert sorted((m["model"], m["opset"], m["cached"]) for m in listing["models"]) == [
+        ("Ghost", 13, False), ("Tiny-Add", 18, False), ("Tiny-Relu", 7, False), ("Tiny-Relu", 13, False)]
 
     with proxy(tmp_path, gh, name="parent") as parent, \
             ProxyThread(tmp_path / "node", NO_HUB, chunk_size=256 << 10, upstream=parent.url) as node:  # fmt: skip
@@ -360,3 +361,33 @@ def test_a_wrong_model_is_refused_and_never_kept(zoo: Zoo, gh: FakeGitHub, tmp_p
     script = HOARD_HUB + 'attempt("right", lambda: hub.load("Tiny-Relu", REPO, opset=7).opset_import[0].version)\n'
     assert run_script(NO_HUB, tmp_path / "client", script, extra_env=env)["right"] == {"ok": 7}
 
+
+
+def test_ls_filters_models_like_onnx_hub_and_info_describes_one(zoo: Zoo, gh: FakeGitHub, tmp_path: Path) -> None:
+    """``hoard ls onnx/onnx/models --tag/--model/--opset`` with an empty store asks the raw host
+    for the manifest; ``hoard info`` of a model shows its opset, tags and ports."""
+    env = dict(serve_env(), HOARD_HOME=str(tmp_path / "home"))
+    flags = ["--github-url", gh.raw_url, "--github-media-url", gh.media_url, "--github-api-url", NO_HUB]
+
+    def ls(*args: str) -> list[tuple[str, int]]:
+        run = subprocess.run([*HOARD, "ls", REPO, *args, *flags, "--json"], env=env, capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        return sorted((m["model"], m["opset"]) for m in json.loads(run.stdout)["models"])
+
+    assert ls("--tag", "VISION", "--tag", "add") == [("Tiny-Add", 18), ("Tiny-Relu", 13)]  # any-of, any case
+    assert ls("--model", "tiny-relu") == [("Tiny-Relu", 7), ("Tiny-Relu", 13)]
+    assert ls("--model", "tiny-relu", "--opset", "7") == [("Tiny-Relu", 7)]
+    bad = subprocess.run([*HOARD, "ls", "huggingface/org/x", "--tag", "a"], env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "ONNX hub" in bad.stderr
+    info = subprocess.run([*HOARD, "info", f"{REPO}/{zoo.relu13.model_path}", "--json"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert info.returncode == 0, info.stderr
+    model = json.loads(info.stdout)["onnx"]
+    assert (model["model"], model["opset"], model["tags"]) == ("Tiny-Relu", 13, ["vision", "relu"])
+    assert model["io_ports"]["inputs"] and model["model_bytes"] == len(zoo.relu13.model_bytes)
+    text = subprocess.run([*HOARD, "info", f"{REPO}/{zoo.relu13.model_path}"], env=env, capture_output=True,
+                          text=True, timeout=60).stdout  # fmt: skip
+    assert "opset 13" in text and "vision, relu" in text
+    only_raw_and_media(gh)

@@ -90,6 +90,8 @@ def _check_owner(addr: Address) -> None:
 
 class Arweave(Source):
     name = "arweave"
+    #: the permaweb is public: nothing there turns private
+    may_restrict = False
 
     def __init__(self, ctx: BuildContext) -> None:
         self.gw = ArweaveGateways(ctx.http, ctx.reader, ctx.settings.get("arweave_gateway") or ())

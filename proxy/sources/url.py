@@ -169,6 +169,8 @@ def _with_sha256(entry: TreeEntry, sha256: str) -> TreeEntry:
 
 class URLSource(Source):
     name = "url"
+    #: a URL origin is asked with no credentials: what it serves is public
+    may_restrict = False
 
     def __init__(self, ctx: BuildContext) -> None:
         self.http = ctx.http
