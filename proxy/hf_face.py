@@ -65,6 +65,14 @@ _PAGE = 1000
 _TRUE = {"1", "true", "yes"}
 
 
+def hub_adapter(svc: Services) -> HuggingFace | None:
+    """The Hub adapter under whatever layers wrap it (a bucket tier), or None when the Hub is
+    not this proxy's origin (a parent hoard stands in for it)."""
+    src = svc.sources.get("huggingface")
+    inner = src.adapter if src is not None else None
+    return inner if isinstance(inner, HuggingFace) else None
+
+
 def credentials(request: web.Request) -> Credentials:
     """A Hub token on this face belongs to the Hub, and to nothing else."""
     return credentials_for(request, "huggingface")
@@ -186,13 +194,13 @@ def _resolve_handler(kind: str):  # type: ignore[no-untyped-def]
 async def _legacy_resolve(request: web.Request) -> web.StreamResponse:
     """``/gpt2/resolve/...``: old single-segment ids; redirect to the canonical ``ns/name``."""
     svc = services(request)
-    hf = svc.sources.get("huggingface")
+    hf = hub_adapter(svc)
     mi = request.match_info
     name = check_segment(mi["name"], "repo")
     rev, path = _split_rev_path(mi["rev"], mi["path"])
     check_revision(rev)
     check_path(path)
-    if not isinstance(hf, HuggingFace):
+    if hf is None:
         raise RepoNotFound(f"{name}: use the full <namespace>/<name> repo id")
     reply = await svc.catalog.origin_call("huggingface", lambda: svc.http.follow(
         "GET", f"{hf.endpoint}/api/models/{quote(name, safe='')}", headers=credentials(request).bearer("huggingface"),
@@ -236,8 +244,8 @@ def _info_json(resolved: Resolved, blobs: bool) -> dict[str, Any]:
 
 async def _passthrough(request: web.Request, svc: Services, url: str) -> web.Response | None:
     """Forward an API GET to the Hub; None if it is unreachable (the caller falls back)."""
-    hf = svc.sources["huggingface"]
-    assert isinstance(hf, HuggingFace)
+    hf = hub_adapter(svc)
+    assert hf is not None
     creds = credentials(request)
     try:
         reply = await svc.catalog.origin_call("huggingface", lambda: svc.http.follow(
@@ -265,8 +273,8 @@ def _info_handler(with_revision: bool):  # type: ignore[no-untyped-def]
         mi = request.match_info
         kind = _KINDS[mi["type"]]
         addr = _repo_addr(kind, mi["ns"], mi["name"], mi["rev"] if with_revision else None)
-        if "expand" in request.query and "huggingface" in svc.sources and isinstance(svc.sources["huggingface"], HuggingFace):
-            hf = svc.sources["huggingface"]
+        hf = hub_adapter(svc)
+        if "expand" in request.query and hf is not None:
             tail = ("revision", quote(addr.revision, safe="")) if addr.revision else ()
             passed = await _passthrough(request, svc, hf.api_url(addr, *tail))
             if passed is not None:
@@ -327,8 +335,8 @@ def _tree_handler():  # type: ignore[no-untyped-def]
         addr = _repo_addr(kind, mi["ns"], mi["name"], rev)
         if path:
             check_path(path)
-        if _flag(request, "expand") and isinstance(svc.sources.get("huggingface"), HuggingFace):
-            hf = svc.sources["huggingface"]
+        hf = hub_adapter(svc)
+        if _flag(request, "expand") and hf is not None:
             url = hf.api_url(addr, "tree", quote(rev, safe="")) + (f"/{quote(path, safe='')}" if path else "")
             passed = await _passthrough(request, svc, url)
             if passed is not None:
@@ -402,8 +410,8 @@ def _passthrough_handler(*tail: str):  # type: ignore[no-untyped-def]
         svc = services(request)
         mi = request.match_info
         addr = _repo_addr(_KINDS[mi["type"]], mi["ns"], mi["name"], mi.get("rev"))
-        hf = svc.sources.get("huggingface")
-        if isinstance(hf, HuggingFace):
+        hf = hub_adapter(svc)
+        if hf is not None:
             extra = [quote(mi[t], safe="") if t in mi else t for t in tail]
             passed = await _passthrough(request, svc, hf.api_url(addr, *extra))
             if passed is not None:
@@ -421,8 +429,8 @@ def _passthrough_handler(*tail: str):  # type: ignore[no-untyped-def]
 @_hf_errors
 async def _whoami(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    hf = svc.sources.get("huggingface")
-    if not isinstance(hf, HuggingFace):
+    hf = hub_adapter(svc)
+    if hf is None:
         raise OriginUnavailable("no Hub configured")
     reply = await svc.catalog.origin_call(
         "huggingface",

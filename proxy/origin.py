@@ -128,6 +128,11 @@ class Source(abc.ABC):
         return found
 
     @property
+    def adapter(self) -> Source:
+        """The origin's own adapter under any layers wrapping it (a bucket tier): itself."""
+        return self
+
+    @property
     def refs_expire(self) -> bool:
         """False for sources whose refs only change locally (never re-resolved)."""
         return self.info.refs_move
