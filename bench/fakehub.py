@@ -1,6 +1,7 @@
 """Run the test suite's fake Hub + CDN in this process for a benchmark (see bench.servers).
 
     python -m bench.fakehub --repo org/name model.safetensors:536870912:seed [...]
+    python -m bench.fakehub --per-connection-rate 100e6 ...    # a CDN capping each connection
 
 Prints one JSON line (urls, commit, per-file size/sha256/blake3) once both origins listen,
 then answers one JSON line per command read from stdin: ``bytes`` (payload bytes per
@@ -24,6 +25,8 @@ def main() -> None:
     p.add_argument("--repo", required=True)
     p.add_argument("--block-size", type=int, default=1 << 20)
     p.add_argument("--no-xet", action="store_true")
+    p.add_argument("--per-connection-rate", type=float, default=None,
+                   help="bytes per second each connection's body is paced at (a CDN's per-connection cap)")
     p.add_argument("files", nargs="+", help="PATH:SIZE:SEED")
     args = p.parse_args()
     files: dict[str, Content] = {}
@@ -31,7 +34,7 @@ def main() -> None:
         path, size, seed = spec.rsplit(":", 2)
         files[path] = Content(seed, int(size))
     # no rate-limit headers or gzip games needed; keep the Hub's redirect/LFS behaviour
-    hub = FakeHub(block_size=args.block_size, xet=not args.no_xet)
+    hub = FakeHub(block_size=args.block_size, xet=not args.no_xet, per_connection_rate=args.per_connection_rate)
     hub.start()
     try:
         commit = hub.add_repo(args.repo, files)

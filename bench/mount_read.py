@@ -28,6 +28,10 @@ sysfs and reported); files are read at the commit-pinned path
    ``hf_hub_download`` of it straight from the fake Hub (subprocess, ``HF_ENDPOINT`` = the
    fake Hub, ``HF_HUB_DISABLE_XET=1``, fresh ``HF_HOME``, timed around the call). The three
    rotate their order run by run. Ratio of throughputs (> 1: the mount is faster); no target.
+4. **capped** — part 3 against a second fake origin that caps each connection at ``--cap``
+   bytes/s (default 100 MB/s, as CDNs do): the mount (default ``--origin-connections 8``)
+   fetches the file's chunks over parallel ranged connections, the stock client over one.
+   Target: mount / ``hf_hub_download`` >= 4.
 
 ``--profile`` samples the ``hoard mount`` process with py-spy during one extra, uncounted cold
 and warm read of (1) and one extra cold read of (3) with each fill mode.
@@ -70,6 +74,7 @@ PROBE = 4096
 CHUNK = DEFAULT_CHUNK_SIZE  # the mount's chunk size (not overridden here)
 COLD_TARGET = 0.6
 WARM_TARGET = 0.8
+CAPPED_TARGET = 4.0
 READERS = ("python", "dd")
 
 # -- readers ----------------------------------------------------------------------------------
@@ -531,7 +536,50 @@ def cold(args: argparse.Namespace, report: Report, hub: FakeHubProcess, wd: Path
                              lambda pid, v=v: maybe_trace(True, pid, f"cold-{v}", report, wd))
 
 
-PARTS = {"stored": stored, "lazy": lazy, "cold": cold}
+def capped(args: argparse.Namespace, report: Report, hub: FakeHubProcess, wd: Path) -> None:
+    """(4) part 3 against an origin that caps each connection (``--cap``): the mount fetches
+    a file's chunks over parallel ranged connections, ``hf_hub_download`` uses one."""
+    size = args.size
+    variants = ("open", "lazy", "hf")
+    rows: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    print(f"  [4] capped origin ({args.cap / 1e6:.0f} MB/s per connection): cold sequential read of "
+          f"{fmt_bytes(size)}: mount --fill open / lazy vs hf_hub_download", flush=True)
+    with FakeHubProcess(REPO, {FILE: (size, SEED)}, per_connection_rate=args.cap, log=wd / "hub-capped.log") as capped_hub:
+        for i in range(args.repeat):
+            order = variants[i % 3:] + variants[: i % 3]
+            for v in order:
+                if v == "hf":
+                    capped_hub.clear()
+                    seconds = hf_download(capped_hub.url, REPO, FILE, capped_hub.commit, wd / f"hf-capped-{i}", size,
+                                          disable_xet=True)
+                    row: dict[str, Any] = {"seconds": seconds, "origin_bytes": sum(capped_hub.bytes_sent().values())}
+                else:
+                    row = _mount_cold_read(capped_hub, wd, f"capped-{v}-{i}", v, size)
+                rows[v].append(row)
+                extra = f", TTFB {fmt_secs(row['ttfb_s'])}, published {row['published']}" if v != "hf" else ""
+                print(f"  run {i + 1} {v:4}: {fmt_secs(row['seconds'])} ({fmt_rate(size, row['seconds'])}), "
+                      f"origin {row['origin_bytes'] / size:.3f} x file{extra}", flush=True)
+        if args.profile:
+            for v in ("open", "lazy"):
+                _mount_cold_read(capped_hub, wd, f"capped-{v}-profiled", v, size,
+                                 lambda pid, v=v: maybe_profile(True, pid, f"capped-{v}", report))
+    summ: dict[str, dict[str, Any]] = {}
+    for v, rs in rows.items():
+        s = median([r["seconds"] for r in rs])
+        summ[v] = {"seconds": s, "MiBps": size / s / MiB, "origin_bytes": median([r["origin_bytes"] for r in rs]),
+                   "runs_s": [r["seconds"] for r in rs]}
+        if v != "hf":
+            summ[v] |= {"ttfb_s": median([r["ttfb_s"] for r in rs]), "published": [r["published"] for r in rs]}
+        runs = ", ".join(f"{x:.2f}" for x in summ[v]["runs_s"])
+        report.metric(f"capped.{v}", summ[v], f"capped {v:4}: {fmt_secs(s)} ({fmt_rate(size, s)}; runs {runs} s), "
+                      f"origin {summ[v]['origin_bytes'] / size:.3f} x file"
+                      + (f", TTFB {fmt_secs(summ[v]['ttfb_s'])}" if v != "hf" else ""))
+    for v in ("open", "lazy"):
+        report.ratio(f"4 capped origin, cold read --fill {v}: mount / hf_hub_download (throughput)",
+                     summ["hf"]["seconds"] / summ[v]["seconds"], CAPPED_TARGET)
+
+
+PARTS = {"stored": stored, "lazy": lazy, "cold": cold, "capped": capped}
 
 
 def body(args: argparse.Namespace, report: Report) -> None:
@@ -557,7 +605,10 @@ def body(args: argparse.Namespace, report: Report) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = base_parser(NAME, __doc__ or "", size="512MiB", quick_size="64MiB", timeout=1200)
-    p.add_argument("--parts", default="stored,lazy,cold", help="which measurements (default stored,lazy,cold)")
+    p.add_argument("--parts", default="stored,lazy,cold,capped",
+                   help="which measurements (default stored,lazy,cold,capped)")
+    p.add_argument("--cap", type=float, default=100e6,
+                   help="bytes per second the capped origin of part 4 allows each connection (default 100e6)")
     p.add_argument("--read-sizes", action="store_true",
                    help="extra uncounted reads under strace: the read sizes/offsets the filesystem receives")
     p.add_argument("--read-sizes-dd", action="store_true", help="with --read-sizes: also trace a cold dd read")

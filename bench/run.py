@@ -38,13 +38,19 @@ def _key_numbers(doc: dict) -> str:  # type: ignore[type-arg]
             return ", ".join(f"{k.split('.', 1)[1]} {v['MiBps']:,.0f}" for k, v in m.items()
                              if k.startswith("aiohttp.")) + " MiB/s (aiohttp)"
         if name == "proxy_cold":
-            return (f"hoard {m['hoard']['wall_s']:.2f} s vs direct {m['direct']['wall_s']:.2f} s; "
-                    f"TTFB {m['hoard']['ttfb_s'] * 1e3:.0f} vs {m['direct']['ttfb_s'] * 1e3:.0f} ms")
+            out = [f"{tag} hoard {m[tag + '.hoard']['wall_s']:.2f} s vs direct {m[tag + '.direct']['wall_s']:.2f} s, "
+                   f"TTFB {m[tag + '.hoard']['ttfb_s'] * 1e3:.0f} ms" for tag in ("one", "four") if tag + ".hoard" in m]
+            if "capped" in m:
+                out.append(f"capped hf_hub_download {m['capped']['hoard_s']:.2f} vs {m['capped']['direct_s']:.2f} s")
+            return "; ".join(out)
         if name == "olah_compare":
             return (f"GET cold {m['hoard']['get_cold_s']:.2f}/{m['olah']['get_cold_s']:.2f} s, "
                     f"hot {m['hoard']['get_hot_s']:.2f}/{m['olah']['get_hot_s']:.2f} s (hoard/olah)")
         if name == "mount_read":
-            c, w, lz = m["stored.python.cold"], m["stored.python.warm"], m["lazy"]
+            c, w, lz = m.get("stored.python.cold"), m.get("stored.python.warm"), m.get("lazy")
+            if "stored.python.cold" not in m and "capped.open" in m:
+                return (f"capped cold read open/lazy/hf {m['capped.open']['seconds']:.2f}/{m['capped.lazy']['seconds']:.2f}/"
+                        f"{m['capped.hf']['seconds']:.2f} s")
             return (f"stored cold {c['mount_MiBps']:,.0f}/{c['blob_MiBps']:,.0f}, warm {w['mount_MiBps']:,.0f}/"
                     f"{w['blob_MiBps']:,.0f} MiB/s (mount/blob); lazy TTFB {lz['mount']['ttfb_s'] * 1e3:.1f}/"
                     f"{lz['direct']['ttfb_s'] * 1e3:.1f} ms; cold open/lazy/hf {m['cold.open']['seconds']:.2f}/"

@@ -322,14 +322,18 @@ class FakeHubProcess:
 
     ``files`` maps a repo path to ``(size, seed)``. After start: ``url``, ``cdn_url``,
     ``repo``, ``commit`` and per file ``sha256`` / ``blake3`` (``info["files"][path]``).
+    ``per_connection_rate`` (bytes/s) paces every answer's body, as a CDN capping each
+    connection does.
     """
 
     def __init__(self, repo: str, files: dict[str, tuple[int, str]], *, block_size: int = 1 << 20,
-                 xet: bool = True, log: Path | None = None) -> None:
+                 xet: bool = True, log: Path | None = None, per_connection_rate: float | None = None) -> None:
         self.repo = repo
+        self.per_connection_rate = per_connection_rate
         spec = [f"{path}:{size}:{seed}" for path, (size, seed) in files.items()]
         self.args = [sys.executable, "-m", "bench.fakehub", "--repo", repo, "--block-size", str(block_size),
-                     *(["--no-xet"] if not xet else []), *spec]
+                     *(["--no-xet"] if not xet else []),
+                     *(["--per-connection-rate", str(per_connection_rate)] if per_connection_rate else []), *spec]
         self.log = log
         self.proc: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}

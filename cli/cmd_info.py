@@ -13,17 +13,9 @@ from typing import Any
 
 import click
 
-from hoard.store.address import Address
-from hoard.store.catalog import file_state, resolve_cached
-from hoard.store.errors import NotFound
-from hoard.store.records import Snapshot, TreeEntry
-from hoard.store.store import Store
-
-from hoard.proxy.sources.onnx import describe as describe_onnx
-
 from .common import App, common_options, emit
 from .config import format_size
-from .model_ids import read_target
+from .listing import info_data, verification
 
 __all__ = ["info", "verification"]
 
@@ -38,72 +30,27 @@ def info(app: App, address: str | None) -> None:
     """Show a repo's refs, revisions and cached bytes, a file's hashes, presence and how it
     is verified, or (with no ADDRESS) a summary of the store. ADDRESS may be an infernet-ml
     model id (arweave/<owner>/<repo>:file1,file2)."""
+    data = info_data(app.store, address, max_size=app.settings.max_size)
     if not address:
-        _store_info(app)
-        return
-    target = read_target(address)
-    store = app.store
-    rev, snap = resolve_cached(store, target.addr)
-    if target.is_model_id or target.addr.path:
-        docs = [_file_info(store, addr, rev, snap) for addr in target.addresses]
-        text = "\n\n".join(_file_lines(d) for d in docs)
-        emit(app, docs[0] if len(docs) == 1 else docs, text)
-        return
-    addr = target.addr
-    pins = store.pins()
-    cached = sum(e.size for e in snap.files.values() if store.resolve(e.identity))
-    data = {
-        "repo": addr.repo_key,
-        "revision": rev,
-        "refs": {k: v.revision for k, v in store.refs(addr.repo_key).items()},
-        "revisions": store.revisions(addr.repo_key),
-        "files": len(snap.files),
-        "size": snap.size,
-        "cached_bytes": cached,
-        "pinned": f"snapshot:{addr.repo_key}@{rev}" in pins,
-        "info": snap.info,
-    }
-    human = "\n".join(
+        emit(app, data, _store_lines(data))
+    elif isinstance(data, list) or "path" in data:
+        docs = data if isinstance(data, list) else [data]
+        emit(app, data, "\n\n".join(_file_lines(d) for d in docs))
+    else:
+        emit(app, data, _repo_lines(data))
+
+
+def _repo_lines(data: dict[str, Any]) -> str:
+    return "\n".join(
         [
             f"repo       {data['repo']}",
-            f"revision   {rev}",
-            "refs       " + ", ".join(f"{k} -> {v[:12]}" for k, v in data["refs"].items()),  # type: ignore[union-attr]
-            f"files      {len(snap.files)}",
-            f"size       {format_size(snap.size)} ({format_size(cached)} cached)",
+            f"revision   {data['revision']}",
+            "refs       " + ", ".join(f"{k} -> {v[:12]}" for k, v in data["refs"].items()),
+            f"files      {data['files']}",
+            f"size       {format_size(data['size'])} ({format_size(data['cached_bytes'])} cached)",
             f"pinned     {'yes' if data['pinned'] else 'no'}",
         ]
     )
-    emit(app, data, human)
-
-
-def verification(entry: TreeEntry) -> dict[str, Any]:
-    """How a file's bytes are checked before they are published."""
-    return {
-        "verified_by": entry.verified_by,
-        "expected": entry.expected.text if entry.expected else None,
-        "unverified": None if entry.expected else str(entry.meta.get("unverified") or "its source states no hash"),
-    }
-
-
-def _file_info(store: Store, addr: Address, rev: str, snap: Snapshot) -> dict[str, Any]:
-    entry = snap.files.get(addr.path)
-    if entry is None:
-        raise NotFound(f"{addr.path} is not a file of {addr.repo_key}@{rev}")
-    state = file_state(store, addr.path, entry)
-    data: dict[str, Any] = state.as_dict() | verification(entry) | {
-        "address": str(addr.with_revision(rev)),
-        "revision": rev,
-        "blob_path": str(store.blob_path(state.b3)) if state.b3 else None,
-        "pinned": bool(state.b3 and f"blob:{state.b3}" in store.pins()),
-        "meta": entry.meta,
-    }
-    if state.b3:
-        with store.index.read() as txn:
-            data["aliases"] = store.index.aliases_of(state.b3, txn)
-    model = describe_onnx(entry) if addr.source == "onnx" else None
-    if model is not None:
-        data["onnx"] = model
-    return data
 
 
 def _file_lines(data: dict[str, Any]) -> str:
@@ -123,28 +70,14 @@ def _file_lines(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _store_info(app: App) -> None:
-    store = app.store
-    usage = store.usage()
-    counts = store.index.counts()
-    data = {
-        "home": str(store.home),
-        "chunk_size": store.chunk_size,
-        "max_size": app.settings.max_size,
-        "disk_free": store.disk_free(),
-        "aliases": counts["aliases"],
-        "repos": len(store.repos()),
-        "pins": counts["pins"],
-        **usage,
-    }
-    human = "\n".join(
+def _store_lines(data: dict[str, Any]) -> str:
+    return "\n".join(
         [
-            f"home       {store.home}",
-            f"blobs      {usage['blobs']} ({format_size(usage['blob_bytes'])})",
-            f"partials   {usage['partials']} ({format_size(usage['partial_bytes'])} present)",
+            f"home       {data['home']}",
+            f"blobs      {data['blobs']} ({format_size(data['blob_bytes'])})",
+            f"partials   {data['partials']} ({format_size(data['partial_bytes'])} present)",
             f"repos      {data['repos']}",
-            f"pins       {counts['pins']}",
+            f"pins       {data['pins']}",
             f"disk free  {format_size(data['disk_free'])}",
         ]
     )
-    emit(app, data, human)

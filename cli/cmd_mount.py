@@ -12,10 +12,14 @@ import click
 
 from hoard.fuse.fs import MountOptions
 from hoard.fuse.mount import is_mounted, run_mount, unmount
+from hoard.proxy.sources import Setting, load_all
 from hoard.store.errors import UsageError
 
 from .common import App, common_options, emit
+from .config import Settings
 from .runtime import proxy_config, setup_logging
+
+__all__ = ["mount", "umount", "mount_origins", "describe_origins"]
 
 
 @click.command("mount")
@@ -28,7 +32,7 @@ from .runtime import proxy_config, setup_logging
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount (needs user_allow_other).")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-@common_options("upstream", "sources", "chunk_size")
+@common_options("upstream", "blob_store", "s3_endpoint", "blob_store_private", "sources", "chunk_size", "max_size", "origin_connections")
 def mount(app: App, mountpoint: str, fill: str, readahead: int, daemon: bool, allow_other: bool, log_level: str) -> None:
     """Mount the read-only model tree at MOUNTPOINT and serve it until SIGINT/SIGTERM or
     `hoard umount`.
@@ -49,18 +53,63 @@ def mount(app: App, mountpoint: str, fill: str, readahead: int, daemon: bool, al
     setup_logging(log_level)
     config = proxy_config(settings, local_user=True)
     options = MountOptions(fill=fill, readahead=readahead)
+    origins = mount_origins(settings)
 
     def ready() -> None:
         data = {"mountpoint": mountpoint, "home": str(settings.home), "pid": os.getpid(),
-                "upstream": settings.upstream}
+                "upstream": list(settings.upstream), "blob_store": settings.blob_store, "origins": origins}
         if app.json:
             click.echo(json.dumps(data))
         else:
-            via = f"from {settings.upstream}" if settings.upstream else "fetching in process"
+            via = f"from {', '.join(settings.upstream)}" if settings.upstream else "fetching in process"
+            if settings.blob_store:
+                via += f", fleet bucket {settings.blob_store}"
             click.echo(f"hoard: mounted {mountpoint} (store {settings.home}, {via}); `hoard umount {mountpoint}` to stop")
+            click.echo(f"hoard: origins: {describe_origins(origins)}")
         sys.stdout.flush()
 
     run_mount(mountpoint, config, app.store, options, allow_other=allow_other, on_ready=ready)
+
+
+def mount_origins(settings: Settings) -> dict[str, list[str]]:
+    """What each source fetches from, as this mount is configured: every source's endpoint
+    and gateway settings (the registry's), or the parent hoards for all of them with
+    ``--upstream``; the fleet bucket is checked first with ``--blob-store``. Sources with no
+    origin (``local``) are left out; a source with no host setting (``url``: the host is part
+    of each address) says so."""
+    out: dict[str, list[str]] = {}
+    if settings.blob_store:
+        out["blob_store"] = [settings.blob_store]
+    if settings.upstream:
+        out["upstream"] = list(settings.upstream)
+        return out
+    specs = load_all()
+    for name, spec in specs.items():
+        if not spec.info.has_origin:
+            continue
+        out[name] = _urls(settings, specs[_BORROWS.get(name, name)].settings) or ["the host each address names"]
+    return out
+
+
+#: sources whose files come from another source's hosts (the ONNX hub reads GitHub's)
+_BORROWS = {"onnx": "github"}
+
+
+def _urls(settings: Settings, declared: tuple[Setting, ...]) -> list[str]:
+    """The URL values of these settings, as configured."""
+    urls: list[str] = []
+    for setting in declared:
+        value = settings.sources.get(setting.name, setting.default)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, str) and item.startswith(("http://", "https://")):
+                urls.append(item)
+    return urls
+
+
+def describe_origins(origins: dict[str, list[str]]) -> str:
+    """One line: ``huggingface https://huggingface.co; arweave https://arweave.net, ...``."""
+    labels = {"upstream": "every source through the parent hoard(s)", "blob_store": "fleet bucket first"}
+    return "; ".join(f"{labels.get(name, name)} {', '.join(urls)}" for name, urls in origins.items())
 
 
 def _daemonize(app: App, mountpoint: str) -> None:

@@ -26,7 +26,7 @@ from .runtime import proxy_config, setup_logging
                    "(without one they are off unless the proxy listens on loopback).")
 @click.option("--admin-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="Read the admin token from FILE (keeps it out of the process list).")
-@common_options("listen", "public_url", "upstream", "sources", "chunk_size", "send_timeout", "max_connections")
+@common_options("listen", "public_url", "upstream", "blob_store", "s3_endpoint", "blob_store_private", "sources", "chunk_size", "max_size", "send_timeout", "max_connections", "origin_connections")
 def serve(app: App, log_level: str, admin_token: str | None, admin_token_file: Path | None) -> None:
     """Run the pull-through proxy until SIGINT/SIGTERM.
 

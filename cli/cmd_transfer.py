@@ -1,7 +1,9 @@
 """``hoard export`` / ``hoard import``: move cached revisions between stores and tools.
 
-Export moves a whole revision; an infernet-ml model id (``arweave/<owner>/<repo>:a.onnx``)
-names its repo (infernet-ml itself always downloads the whole repo).
+Export moves whole revisions; an infernet-ml model id (``arweave/<owner>/<repo>:a.onnx``)
+names its repo (infernet-ml itself always downloads the whole repo). Several addresses go into
+one hf-cache folder or one bundle; ``DEST.tar.zst`` (any name ending in ``.zst``) is
+compressed with zstd as it is written.
 """
 
 from __future__ import annotations
@@ -10,44 +12,56 @@ from pathlib import Path
 
 import click
 
+from hoard.store.bundle_io import is_zstd
+from hoard.store.errors import UsageError
 from hoard.store.transfer import ImportReport, export, import_path
 
 from .common import App, common_options, emit, progress_bar
 from .config import format_size
 from .model_ids import read_target
 
+__all__ = ["export_cmd", "import_cmd"]
+
 
 @click.command("export")
-@click.argument("address")
+@click.argument("addresses", nargs=-1, metavar="ADDRESS...")
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["dir", "hf-cache", "hoard"]), default="dir", show_default=True,
-              help="dir: plain files; hf-cache: a Hugging Face hub cache (HF_HUB_CACHE); "
-                   "hoard: a bundle for `hoard import` (a directory, or DEST.tar).")
+              help="dir: plain files (one revision); hf-cache: a Hugging Face hub cache (HF_HUB_CACHE); "
+                   "hoard: one bundle for `hoard import` (DEST.tar, DEST.tar.zst compressed, else a directory).")
 @click.option("--link", is_flag=True, help="Hard-link the read-only blobs instead of copying (same filesystem).")
 @common_options()
-def export_cmd(app: App, address: str, dest: Path, fmt: str, link: bool) -> None:
-    """Export a cached repo revision (ADDRESS = <source>/<owner>/<repo>[@rev], or an
-    infernet-ml model id, whose repo is exported) to DEST."""
-    addr = read_target(address, default_source="huggingface").addr
-    with progress_bar(app, f"export {addr.repo_key}", None) as advance:
-        summary = export(app.store, addr, dest, fmt, link=link, progress=advance)
-    emit(app, summary, f"exported {summary['files']} file(s), {format_size(summary['bytes'])} of "
-                       f"{summary['repo']}@{summary['revision'][:12]} to {dest} ({fmt})")
+def export_cmd(app: App, addresses: tuple[str, ...], dest: Path, fmt: str, link: bool) -> None:
+    """Export cached repo revisions (ADDRESS = <source>/<owner>/<repo>[@rev], or an
+    infernet-ml model id, whose repo is exported) to DEST. Every file of each must be cached
+    (`hoard prefetch` first)."""
+    if not addresses:
+        raise UsageError("give at least one ADDRESS before DEST")
+    addrs = [read_target(a, default_source="huggingface").addr for a in addresses]
+    with progress_bar(app, f"export to {dest.name}", None) as advance:
+        summary = export(app.store, addrs if len(addrs) > 1 else addrs[0], dest, fmt, link=link, progress=advance)
+    what = (f"{summary['repo']}@{summary['revision'][:12]}" if "repo" in summary
+            else f"{len(summary['revisions'])} revisions")
+    emit(app, summary, f"exported {summary['files']} file(s), {format_size(summary['bytes'])} of {what} "
+                       f"to {dest} ({fmt}{', ' + summary['written'] if fmt == 'hoard' else ''})")
 
 
 @click.command("import")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @common_options()
 def import_cmd(app: App, source: Path) -> None:
-    """Import a `hoard export --format hoard` bundle (a directory or .tar), or the blobs of a
-    Hugging Face hub cache (e.g. ~/.cache/huggingface/hub), verifying every byte.
+    """Import a `hoard export --format hoard` bundle (a .tar, a .tar.zst or a directory), or
+    the blobs of a Hugging Face hub cache (e.g. ~/.cache/huggingface/hub), verifying every byte.
 
-    Both are untrusted: a bundle with a bad name, a link or a device in it, or one that would
-    change a revision already stored, is refused and nothing is imported; in a hub cache,
+    Both are untrusted. A bundle is verified completely (every blob's BLAKE3 and upstream
+    hash, and that it is whole) before anything is added: a truncated or tampered bundle, a
+    bad name, a link or a device in it, or one that would change a revision already stored,
+    is refused and the store left as it was; importing it again adds nothing. In a hub cache,
     blobs must be regular files, and a link leading out of the cache refuses the import.
     """
-    with progress_bar(app, f"import {source}", None) as advance:
-        report = import_path(app.store, source, progress=advance)
+    size = source.stat().st_size if source.is_file() and not is_zstd(source) else None  # bytes read: the tar's
+    with progress_bar(app, f"import {source.name}", size) as advance:
+        report = import_path(app.store, source, reading=advance)
     emit(app, report.as_dict(), lambda: _print_report(app, report))
 
 

@@ -23,7 +23,7 @@ from hoard.store.store import Store
 
 from hoard.proxy.sources import Setting
 
-from .config import ENV, HELP, Settings, load_settings, source_settings
+from .config import ENV, FLAGS, HELP, MULTIPLE, Settings, load_settings, settings_from_environment, source_settings
 
 __all__ = ["App", "common_options", "option_for", "source_option", "emit", "progress_bar", "fail"]
 
@@ -32,12 +32,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 def option_for(name: str, *flags: str, metavar: str | None = None) -> Callable[[F], F]:
     """A core setting's option: its env var is resolved by click and named in the help."""
     flag = flags or (f"--{name.replace('_', '-')}",)
+    if name in FLAGS:
+        return click.option(*flag, name, is_flag=True, default=None, envvar=ENV.get(name),
+                            show_envvar=name in ENV, help=HELP.get(name, ""))
     return click.option(
         *flag,
         name,
         envvar=ENV.get(name),
         show_envvar=name in ENV,
         default=None,
+        multiple=name in MULTIPLE,
         metavar=metavar,
         help=HELP.get(name, ""),
     )
@@ -70,7 +74,9 @@ class App:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(self.flags)
+            # every variable counts, not only those of the options this command declares
+            given = {k: v for k, v in self.flags.items() if v not in (None, ())}
+            self._settings = load_settings({**settings_from_environment(), **given})
         return self._settings
 
     @property

@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "add": ("cmd_add", "add"),
     "export": ("cmd_transfer", "export_cmd"),
     "import": ("cmd_transfer", "import_cmd"),
+    "push": ("cmd_push", "push"),
+    "cache": ("cmd_cache", "cache"),
 }
 
 
@@ -63,8 +65,9 @@ def cli() -> None:
 
     \b
     Serve:     hoard serve      (Hugging Face API + hoard API on 127.0.0.1:8090)
-    Mount:     hoard mount DIR  (DIR/huggingface/<org>/<repo>/<file>, fetched lazily)
-    Maintain:  hoard ls | info | prefetch | pin | gc | verify | rm | add | export | import
+    Mount:     hoard mount DIR  (DIR/<source>/<owner>/<repo>/<file>, fetched lazily)
+    Maintain:  hoard ls | info | cache | prefetch | pin | gc | verify | rm | add | export | import
+    Publish:   hoard push DIR <source>/<owner>/<repo>
     """
 
 

@@ -2,7 +2,8 @@
 
 All errno decisions live in one place: :func:`_errno_of` maps :class:`FsError`, the hoard
 error table and anything unexpected (EIO, logged) to the errno returned to the kernel.
-Every write-type call answers EROFS.
+Every write-type call answers EROFS, but one: appends to ``/torch/hub/trusted_list``
+(torch.hub's trust file), which :meth:`HoardFS.write` accepts or refuses itself.
 """
 
 from __future__ import annotations
@@ -143,7 +144,13 @@ class HoardOperations(mfusepy.Operations):
     def open(self, path: str, fi: Any) -> int:
         fi.fh = self.fs.open(path, fi.flags)
         fi.keep_cache = 1 if self.fs.keep_cache(fi.fh) else 0
+        fi.direct_io = 1 if self.fs.direct_io(fi.fh) else 0
         return 0
+
+    @_op
+    def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
+        """Only trusted_list is ever open for writing (HoardFS.open refuses every other)."""
+        return self.fs.write(fi.fh, data, offset)
 
     @_op
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
@@ -190,5 +197,5 @@ class HoardOperations(mfusepy.Operations):
         self.fs.close()
 
     # every write-type call: read-only filesystem
-    write = create = mkdir = unlink = rmdir = rename = symlink = link = _readonly
+    create = mkdir = unlink = rmdir = rename = symlink = link = _readonly
     chmod = chown = truncate = utimens = mknod = setxattr = removexattr = _readonly

@@ -8,6 +8,16 @@ Tree (DESIGN.md §1, §5)::
     /<source>/<owner>/                  cached repos; any other name is looked up at the origin
     /<source>/<owner>/<repo>/...        the tree at the default revision (re-resolved after a TTL)
     /<source>/<owner>/<repo>@<rev>/...  the tree at <rev> (a commit-pinned one never changes)
+    /torch/hub/trusted_list             torch.hub's trust file: the mount's one writable file
+
+Sources that cannot list their repos (a URL, torch weights) have every name looked up at the
+origin, and a name the origin does not know is a folder on the way to one — unless the
+revision says otherwise in its info: ``complete`` (the tree is the whole listing: a torch hub
+repo, whose files come from GitHub's tree; names not in it do not exist and are never asked
+for) or ``folders: False`` (torch's checkpoints: a name the origin does not know is no folder).
+
+``/torch/hub/trusted_list`` always exists and takes one kind of write, the append torch.hub
+makes for a repo it is told to trust (:mod:`hoard.fuse.trustfile`). Every other write is EROFS.
 
 Sizes are known before any byte is fetched (they come from the tree). Reads of complete blobs
 and of chunks already present go straight to the store's files with ``pread``; only missing
@@ -30,12 +40,14 @@ from typing import Any
 from hoard.proxy.catalog import Resolved
 from hoard.proxy.fetch import OpenFile
 from hoard.proxy.origin import RemoteFile, name_published
+from hoard.proxy.sources._torch_names import CHECKPOINTS, HUB, SOURCE as TORCH, TRUSTED_LIST
 from hoard.store.address import Address, check_segment, parse_address
 from hoard.store.records import TreeEntry
 from hoard.store.sources import source_info
 from hoard.store.errors import HoardError, InvalidAddress, codes_for
 
 from .bridge import CoreBridge
+from .trustfile import TrustFile
 
 __all__ = ["HoardFS", "Attr", "FsError", "MountOptions"]
 
@@ -89,6 +101,7 @@ class Attr:
 
 _DIR = stat.S_IFDIR | 0o555
 _FILE = stat.S_IFREG | 0o444
+_APPENDABLE = stat.S_IFREG | 0o644
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,7 @@ class HoardFS:
         self._handles: dict[int, _Handle] = {}
         self._next_fh = 1
         self._unverified_pages: set[str] = set()
+        self.trust = TrustFile(self.store.home)
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -243,14 +257,19 @@ class HoardFS:
             if w.depth == "owner" and not w.owner:
                 raise FsError(errno.ENOENT)
             return Attr(_DIR, 0, self.started, 2)
+        if self._is_trust(w):
+            size, mtime = self.trust.stat()
+            return Attr(_APPENDABLE, size, mtime or self.started)
         resolved = self._resolve(w)
         mtime = float(resolved.snapshot.created)
         if not w.path:
             return Attr(_DIR, 0, mtime, 2)
         entry = resolved.snapshot.files.get(w.path)
-        if entry is None and w.path not in self._tree(resolved) and not self._listable(w):
+        if entry is None and w.path not in self._tree(resolved) and not self._listable(w, resolved):
             resolved, entry = self._look_up(w)
             if entry is None:  # no file there at the origin: a folder on the way to one
+                if resolved.snapshot.info.get("folders") is False:
+                    raise FsError(errno.ENOENT)
                 return Attr(_DIR, 0, mtime, 2)
         if entry is not None:
             return Attr(_FILE, entry.size, mtime)
@@ -258,8 +277,18 @@ class HoardFS:
             return Attr(_DIR, 0, mtime, 2)
         raise FsError(errno.ENOENT)
 
-    def _listable(self, w: _Where) -> bool:
-        return self.bridge.svc.catalog.source(self._address(w)).listable
+    def _listable(self, w: _Where, resolved: Resolved) -> bool:
+        """Whether the tree is the whole listing: a listable source's, or a revision that says
+        it is ``complete`` (then names not in it are never asked for at the origin)."""
+        return self.bridge.svc.catalog.source(self._address(w)).listable or bool(resolved.snapshot.info.get("complete"))
+
+    def _is_trust(self, w: _Where) -> bool:
+        """``/torch/hub/trusted_list`` (ENOTDIR for a name under it)."""
+        if w.source != TORCH or w.kind or w.owner != HUB or w.repo != TRUSTED_LIST:
+            return False
+        if w.path:
+            raise FsError(errno.ENOTDIR)
+        return True
 
     def _look_up(self, w: _Where) -> tuple[Resolved, TreeEntry | None]:
         """A name of a source that cannot list its repos (a URL, torch weights), asked at its
@@ -285,11 +314,15 @@ class HoardFS:
         if depth == "root":
             names = sorted(self.bridge.svc.sources)
         elif depth == "source":
-            names = sorted(set(self._cached_repos(w.source, "", None)) | set(_kinds(w.source)))
+            always = {HUB} if w.source == TORCH else set()
+            names = sorted(set(self._cached_repos(w.source, "", None)) | set(_kinds(w.source)) | always)
         elif depth == "kind":
             names = self._cached_repos(w.source, w.kind, None)
         elif depth == "owner":
-            names = self._cached_repos(w.source, w.kind, w.owner)
+            always = {CHECKPOINTS, TRUSTED_LIST} if (w.source, w.owner) == (TORCH, HUB) else set()
+            names = sorted(set(self._cached_repos(w.source, w.kind, w.owner)) | always)
+        elif self._is_trust(w):
+            raise FsError(errno.ENOTDIR)
         else:
             resolved = self._resolve(w)
             tree = self._tree(resolved)
@@ -301,23 +334,28 @@ class HoardFS:
         return [".", "..", *names]
 
     def open(self, path: str, flags: int) -> int:
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT):
-            raise FsError(errno.EROFS)
+        writing = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT))
         w = self._parse(path)
+        if w.depth == "repo" and self._is_trust(w):
+            fh = self._new_fh()
+            self.trust.open(fh, flags)
+            return fh
+        if writing:
+            raise FsError(errno.EROFS)
         if w.depth != "repo" or not w.path:
             raise FsError(errno.EISDIR)
         resolved = self._resolve(w)
-        if w.path not in resolved.snapshot.files and w.path not in self._tree(resolved) and not self._listable(w):
+        known = w.path in resolved.snapshot.files or w.path in self._tree(resolved)
+        if not known and not self._listable(w, resolved):
             resolved, entry = self._look_up(w)
             if entry is None:
-                raise FsError(errno.EISDIR)
+                raise FsError(errno.ENOENT if resolved.snapshot.info.get("folders") is False else errno.EISDIR)
         if w.path not in resolved.snapshot.files:
             raise FsError(errno.EISDIR if w.path in self._tree(resolved) else errno.ENOENT)
         rf = self.bridge.remote_file(resolved, w.path)
         handle = self._open_handle(rf)
+        fh = self._new_fh()
         with self._lock:
-            fh = self._next_fh
-            self._next_fh += 1
             self._handles[fh] = handle
             # The kernel may keep a file's cached pages across opens only while they are
             # certainly right: the file was complete when opened, and no open since this mount
@@ -330,8 +368,25 @@ class HoardFS:
                 handle.keep_cache = True
         return fh
 
+    def _new_fh(self) -> int:
+        with self._lock:
+            fh = self._next_fh
+            self._next_fh += 1
+        return fh
+
+    def write(self, fh: int, data: bytes, offset: int) -> int:
+        """An append to trusted_list, the only file ever open for writing (``offset`` is
+        ignored: an append goes to the end); EBADF for any other handle."""
+        if not self.trust.owns(fh):
+            raise FsError(errno.EBADF)
+        return self.trust.write(fh, data)
+
+    def direct_io(self, fh: int) -> bool:
+        """trusted_list may grow under the size the kernel cached: read it past the cache."""
+        return self.trust.owns(fh)
+
     def keep_cache(self, fh: int) -> bool:
-        return self._handle(fh).keep_cache
+        return False if self.trust.owns(fh) else self._handle(fh).keep_cache
 
     def _open_handle(self, rf: RemoteFile) -> _Handle:
         b3 = self.store.resolve(rf.identity)
@@ -374,6 +429,8 @@ class HoardFS:
     def read_plan(self, fh: int, size: int, offset: int) -> bytes | tuple[int, int, int]:
         """How to answer a read: ``(fd, offset, length)`` when the bytes are in the store
         (whoever reads them needs no help from Python), else the bytes, fetched."""
+        if self.trust.owns(fh):
+            return self.trust.read(size, offset)
         h = self._handle(fh)
         end = min(offset + size, h.rf.size)
         if offset >= end:
@@ -417,6 +474,7 @@ class HoardFS:
         return p is not None and all(p.present(i) for i in p.chunks_for(start, end))
 
     def release(self, fh: int) -> None:
+        self.trust.release(fh)
         with self._lock:
             h = self._handles.pop(fh, None)
         if h is None:
@@ -432,7 +490,7 @@ class HoardFS:
 
     def listxattr(self, path: str) -> list[str]:
         w = self._parse(path)
-        if w.depth != "repo":
+        if w.depth != "repo" or self._is_trust(w):
             return []
         resolved = self._resolve(w)
         if w.path not in resolved.snapshot.files:
@@ -441,7 +499,7 @@ class HoardFS:
 
     def getxattr(self, path: str, name: str) -> bytes:
         w = self._parse(path)
-        if w.depth != "repo" or not name.startswith("user.hoard."):
+        if w.depth != "repo" or not name.startswith("user.hoard.") or self._is_trust(w):
             raise FsError(errno.ENODATA)
         resolved = self._resolve(w)
         value = self._xattr(resolved, w.path, name)

@@ -7,6 +7,18 @@ session) or ``hoard umount``; either way the filesystem is unmounted before it e
 After the mount is up, its kernel read-ahead is raised (the per-mount bdi setting): FUSE
 mounts start at 128 KiB, and fewer, bigger requests are what makes a Python filesystem fast
 (shared/reference/fuse_perf.md).
+
+Once live, the mount records itself in ``$HOARD_HOME/mounts/<pid>.json`` (:mod:`.registry`) so
+that ``hoard.path()`` in other processes can hand out paths inside it; the record goes when the
+mount ends.
+
+libfuse's worker threads: mfusepy starts the session with ``fuse_main_real``, whose command
+line parser sets ``max_idle_threads`` to ``UINT_MAX`` ("never reap idle workers", the 3.12
+default) and which libfuse 3.12-3.14.0 then rejects with a spurious "Ignoring invalid max
+threads value 4294967295 > max (100000)" on every mount (fixed upstream in 3.14.1, libfuse
+issue #1003). Passing both ``max_threads`` and ``max_idle_threads`` explicitly, and equal,
+keeps libfuse's behaviour (at most :data:`FUSE_THREADS` workers, none reaped) and is accepted
+silently by every libfuse 3 (later ones warn when the two disagree).
 """
 
 from __future__ import annotations
@@ -30,12 +42,15 @@ from hoard.store.store import Store
 from .adapter import HoardOperations
 from .bridge import CoreBridge
 from .fs import HoardFS, MountOptions
+from .registry import register, unregister
 
-__all__ = ["run_mount", "unmount", "is_mounted", "mount_device", "READ_AHEAD_KB"]
+__all__ = ["run_mount", "unmount", "is_mounted", "mount_device", "READ_AHEAD_KB", "FUSE_THREADS", "fuse_options"]
 
 log = logging.getLogger("hoard.fuse")
 
 READ_AHEAD_KB = 16 * 1024
+#: libfuse's worker threads (its own default for max_threads, now said explicitly)
+FUSE_THREADS = 10
 
 
 def mount_device(mountpoint: str) -> str | None:
@@ -106,22 +121,39 @@ def run_mount(
 
     def ready() -> None:
         threading.Thread(target=_raise_readahead, args=(mountpoint,), daemon=True).start()
+        try:
+            register(store.home, mountpoint)
+        except OSError as exc:  # a read-only home: hoard.path() then reads the store directly
+            log.info("could not record the mount in %s: %s", store.home, exc)
         if on_ready is not None:
             on_ready()
 
     ops = HoardOperations(fs, on_ready=ready)
-    kwargs: dict[str, object] = {"fsname": "hoard", "subtype": "hoard", "ro": True, "foreground": True}
+    home = store.home
+    try:
+        mfusepy.FUSE(ops, mountpoint, raw_fi=True, **fuse_options(allow_other=allow_other, debug=debug))
+    except RuntimeError as exc:
+        raise UsageError(f"mounting {mountpoint} failed ({exc}); is fuse3 installed (fusermount3)?") from None
+    finally:
+        unregister(home)
+        fs.close()
+        bridge.close_all()
+
+
+def fuse_options(*, allow_other: bool = False, debug: bool = False) -> dict[str, object]:
+    """The keyword options mfusepy turns into libfuse's command line (``-f``, ``-o ...``)."""
+    # not "ro": the kernel would refuse torch.hub's append to torch/hub/trusted_list, the one
+    # write the filesystem accepts; every other write is answered EROFS by the adapter
+    kwargs: dict[str, object] = {"fsname": "hoard", "subtype": "hoard", "foreground": True}
+    if getattr(mfusepy, "fuse_version_major", 3) == 3:
+        # explicit and equal: no "Ignoring invalid max threads value" (see the module docstring)
+        kwargs["max_threads"] = FUSE_THREADS
+        kwargs["max_idle_threads"] = FUSE_THREADS
     if allow_other:
         kwargs["allow_other"] = True
     if debug:
         kwargs["debug"] = True
-    try:
-        mfusepy.FUSE(ops, mountpoint, raw_fi=True, **kwargs)
-    except RuntimeError as exc:
-        raise UsageError(f"mounting {mountpoint} failed ({exc}); is fuse3 installed (fusermount3)?") from None
-    finally:
-        fs.close()
-        bridge.close_all()
+    return kwargs
 
 
 def unmount(mountpoint: str, lazy: bool = False) -> None:

@@ -96,7 +96,7 @@ def gateways_of(config: ProxyConfig) -> tuple[str, ...]:
     """Where metadata is passed through: the parent hoard's own Arweave face with
     ``--upstream``, else the configured gateways (``--arweave-gateway``), in order."""
     if config.upstream:
-        return (config.upstream.rstrip("/"),)
+        return tuple(u.rstrip("/") for u in config.upstream)
     value = config.source_settings.get("arweave_gateway")
     declared = spec("arweave")
     if value is None and declared is not None:

@@ -192,7 +192,7 @@ class Catalog:
             resolved = Resolved(addr.with_revision(ref), await self._commit_snapshot(src, addr, ref, creds))
         else:
             resolved = await self._resolve_ref(src, addr, ref, creds)
-        if addr.path and not src.listable:
+        if addr.path and not src.listable and not resolved.snapshot.info.get("complete"):
             resolved = await self._looked_up(src, resolved, addr.path, creds)
         if access != "none" and await self._restricted(src, addr, resolved, creds, files=access == "files"):
             try:
@@ -376,6 +376,10 @@ class Catalog:
         self._access.clear()
 
     async def aclose(self) -> None:
-        """Stop background probes (at shutdown)."""
+        """Stop background probes and origin calls still running (at shutdown)."""
         await self.health.aclose()
+        pending = list(self._pending.values())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 

@@ -6,8 +6,12 @@
 * **Streaming while filling.** A chunk's bytes land in memory as they arrive; readers are
   woken on every block and stream them at once, so a client's first byte does not wait for
   the chunk, let alone the file.
-* **Read-ahead.** A reader of chunk *i* starts chunks *i+1 … i+k* of its range; a whole-file
-  fill keeps ``fill_concurrency`` chunks in flight.
+* **Parallel ranged connections.** Chunks are fetched concurrently, one ranged request each:
+  a sequential reader of chunk *i* starts its own chunk first, then *i+1 … i+k* of its range
+  (``readahead``, default ``origin_connections - 1``: N chunks in flight), and a whole-file
+  fill keeps ``fill_concurrency`` (default ``origin_connections``) in flight. The HTTP client
+  lets at most ``origin_connections`` bodies flow per origin host (the rest queue in order),
+  while each reader still receives its bytes in file order, each as soon as it landed.
 * **Resume.** A dropped origin connection resumes from the last byte that landed, with
   backoff, a bounded number of times; then readers get :class:`OriginUnavailable`.
 * **Verified publishing.** When the last chunk lands the store verifies length and upstream
@@ -25,6 +29,7 @@ Everything here runs on one asyncio loop; disk work goes to the default executor
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import threading
@@ -39,22 +44,31 @@ from hoard.store.store import Published, Store
 
 from . import metrics as m
 from .metrics import Metrics
+from .openfile import BEHIND as _BEHIND
+from .openfile import STALE as _STALE
+from .openfile import ChunkFetch, OpenFile, call_soon
 from .origin import RemoteFile, Source
+from .reader import LANDING
 
-__all__ = ["FetchConfig", "FetchCore", "OpenFile"]
+__all__ = ["FetchConfig", "FetchCore", "OpenFile", "ChunkFetch"]
 
 log = logging.getLogger("hoard.fetch")
 T = TypeVar("T")
 
 _READ_BLOCK = 1 << 20  # size of the pieces read back from the store for streaming
+#: longest wait of a file's other chunks for the first bytes of its first one
+_HEAD_START = 0.5
 
 
 @dataclass(frozen=True)
 class FetchConfig:
-    #: chunks started ahead of a sequential reader
-    readahead: int = 4
-    #: chunks in flight for one whole-file fill
-    fill_concurrency: int = 4
+    #: ranged connections per origin host (``--origin-connections``): one file's chunks are
+    #: fetched this many at a time (the HTTP client enforces it per host)
+    origin_connections: int = 8
+    #: chunks started ahead of a sequential reader (None: ``origin_connections - 1``)
+    readahead: int | None = None
+    #: chunks in flight for one whole-file fill (None: ``origin_connections``)
+    fill_concurrency: int | None = None
     #: chunk fetches in flight in the process; each holds one chunk of memory
     max_inflight: int = 32
     #: tries of one chunk on transient faults before readers get an error
@@ -69,54 +83,19 @@ class FetchConfig:
     #: (so a dead origin costs each reader one retry budget, not one per kernel request)
     failure_hold: float = 5.0
 
-
-class ChunkFetch:
-    """The in-flight fetch of one chunk; readers watch ``writer.landed`` grow."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.writer: ChunkWriter | None = None
-        self.done = False
-        self.error: BaseException | None = None
-        self.task: asyncio.Task[None] | None = None
-        self._progress = asyncio.Event()
-
-    def notify(self) -> None:
-        old, self._progress = self._progress, asyncio.Event()
-        old.set()
-
-    async def wait(self) -> None:
-        await self._progress.wait()
-
-
-class OpenFile:
-    """A remote file opened in this process: its partial while filling, its blob after."""
-
-    def __init__(self, rf: RemoteFile, partial: Partial | None, b3: str | None) -> None:
-        self.rf = rf
-        self.partial = partial
-        self.b3 = b3
-        self.refs = 0
-        self.error: BaseException | None = None
-        self.fill: asyncio.Task[str] | None = None
-        self.blob_fd: int | None = None
-        #: the one verification-and-publish of this file in flight
-        self.finalizing: asyncio.Task[str | None] | None = None
-        #: the last transient failure, and until when (loop time) reads fail with it at once
-        self.failure: BaseException | None = None
-        self.failed_until = 0.0
-
-    def check_failure(self) -> None:
-        if self.failure is not None and asyncio.get_running_loop().time() < self.failed_until:
-            raise self.failure
+    def __post_init__(self) -> None:
+        if self.origin_connections < 1:
+            raise ValueError("origin_connections must be at least 1")
 
     @property
-    def size(self) -> int:
-        return self.rf.size
+    def ahead(self) -> int:
+        """Chunks started ahead of a sequential reader."""
+        return max(0, self.origin_connections - 1) if self.readahead is None else self.readahead
 
     @property
-    def identity(self) -> str:
-        return self.rf.identity
+    def fill_width(self) -> int:
+        """Chunks in flight for one whole-file fill."""
+        return max(1, self.origin_connections if self.fill_concurrency is None else self.fill_concurrency)
 
 
 class FetchCore:
@@ -132,10 +111,14 @@ class FetchCore:
         self._waiters: dict[str, int] = {}  # callers of open() still waiting, per identity
         self._chunks: dict[tuple[str, int], ChunkFetch] = {}
         self._slots = asyncio.Semaphore(self.config.max_inflight)
+        self._reader_ids = itertools.count()
         self._threads: set[asyncio.Future[Any]] = set()
         # one gc at a time for room on a full disk; the count lets waiters skip a second run
         self._room_lock = threading.Lock()
         self._room_runs = 0
+        #: called as ``hook(file, b3)`` after this process verified and published a file (the
+        #: blob tier uploads it); a hook must not block or raise
+        self.on_published: list[Callable[[RemoteFile, str], None]] = []
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -204,6 +187,11 @@ class FetchCore:
     async def _open_new(self, rf: RemoteFile) -> OpenFile:
         got = await self._io(self._with_room, rf.size, self.store.open_file, rf.identity, rf.size, rf.expected)
         of = OpenFile(rf, None, got.b3) if isinstance(got, Published) else OpenFile(rf, got, None)
+        if of.partial is not None:
+            # room for what a paced fill holds ahead of its furthest reader, and a little behind
+            of.partial.memory.limit = max(of.partial.memory.limit, self._pace_window + _BEHIND)
+            loop = asyncio.get_running_loop()
+            of.partial.memory.on_hashed = lambda: call_soon(loop, of.nudge)
         self._files[rf.identity] = of
         if of.b3 is not None:
             await self._record_aliases(of.rf, of.b3)
@@ -274,6 +262,8 @@ class FetchCore:
             cf.done = True
             self._chunks.pop((of.identity, cf.index), None)
             cf.notify()
+            of.nudge()
+            of.first_bytes.set()
             if cf.writer is not None:
                 cf.writer.dispose()
                 cf.writer = None
@@ -334,6 +324,8 @@ class FetchCore:
             log.warning("%s: chunks %s failed their checksum on disk; they will be fetched again", of.rf.address, bad)
 
     async def _download(self, of: OpenFile, cf: ChunkFetch, writer: ChunkWriter) -> None:
+        # the range reader receives straight into the chunk's buffer (this task's reads only)
+        LANDING.set(writer)
         src = self.sources[of.rf.source]
         attempt = 0
         while writer.landed < writer.length:
@@ -344,6 +336,7 @@ class FetchCore:
                     writer.write(block)
                     self.metrics.inc(m.ORIGIN_BYTES, len(block))
                     cf.notify()
+                    of.first_bytes.set()
                 if writer.landed < writer.length:
                     raise OriginUnavailable(f"{of.rf.address}: origin ended the body early")
             except OriginUnavailable as exc:
@@ -382,6 +375,11 @@ class FetchCore:
             of.b3 = b3
             self.metrics.inc(m.PUBLISHED)
             await self._record_aliases(of.rf, b3)
+            for hook in self.on_published:
+                try:
+                    hook(of.rf, b3)
+                except Exception as exc:  # noqa: BLE001 - a hook's failure is not the file's
+                    log.warning("%s: after publishing: %s", of.rf.address, exc)
         # the partial stays open until the last reader closes the file: readers may be using it
         return b3
 
@@ -422,17 +420,58 @@ class FetchCore:
                 continue
             started: list[ChunkFetch] = []
             for i in missing:
+                if started:
+                    await self._head_start(of)
+                await self._pace(of, i)
                 cf = self._chunk(of, i)
                 if cf is None:
                     continue
                 started.append(cf)
                 running = [c.task for c in started if not c.done and c.task is not None]
-                if len(running) >= self.config.fill_concurrency:
+                if len(running) >= self.config.fill_width:
                     await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                     self._raise_failed(started)
             await asyncio.gather(*(c.task for c in started if c.task is not None), return_exceptions=True)
             self._raise_failed(started)
         return of.b3
+
+    @staticmethod
+    async def _head_start(of: OpenFile) -> None:
+        """Before more chunks of a file start: let the first one get its first bytes (a
+        reader's chunk, asked for first, is then answered first, not in a crowd of N), for
+        at most ``_HEAD_START`` seconds."""
+        if not of.first_bytes.is_set():
+            try:
+                await asyncio.wait_for(of.first_bytes.wait(), _HEAD_START)
+            except asyncio.TimeoutError:
+                pass
+
+    @property
+    def _pace_window(self) -> int:
+        """Chunks a whole-file fill may run ahead of its furthest reader: its own in flight,
+        and two more committed and waiting in memory."""
+        return self.config.fill_width + 2
+
+    async def _pace(self, of: OpenFile, index: int) -> None:
+        """Before a whole-file fill starts chunk ``index``, wait while it would be
+
+        * more than the pace window ahead of the furthest reader, so what readers read next
+          is still in memory, not read back from disk (a reader that stops moving for
+          ``_STALE`` seconds, gone or just slow, holds nothing back);
+        * more than the pace window and ``_BEHIND`` ahead of the hash cursor: bytes that
+          arrive faster than they can be hashed would only pile up in memory (and on a busy
+          machine the fetch takes the CPU the hash needs). Bounded by ``_STALE`` too.
+
+        So the partial's memory never needs more than ``_pace_window + _BEHIND`` chunks."""
+        loop = asyncio.get_running_loop()
+        waited_from = loop.time()
+        while of.b3 is None and of.error is None and of.partial is not None:
+            now = loop.time()
+            readers = index >= of.lead + self._pace_window and now - of.lead_at < _STALE
+            hashing = index >= of.partial.memory.hashed + self._pace_window + _BEHIND and now - waited_from < _STALE
+            if not (readers or hashing):
+                return
+            await of.lead_moved(_STALE / 4)
 
     @staticmethod
     def _raise_failed(started: list[ChunkFetch]) -> None:
@@ -450,17 +489,33 @@ class FetchCore:
         *,
         readahead: int | None = None,
         hold_tail: bool = True,
+        past_end: bool = False,
     ) -> AsyncIterator[bytes]:
         """Stream bytes [start, end) of an open file, fetching what is missing.
 
+        Chunk *i* being read is started first (so it queues first for a connection), then
+        ``readahead`` chunks after it: within [start, end), or, with ``past_end`` (a
+        sequential reader asking piece by piece, as the kernel does), past ``end`` too.
         With ``hold_tail``, a read that reaches the end of the file holds its last bytes until
         the whole file is verified and published (raising :class:`IntegrityError` if not).
         """
         end = min(end, of.size)
         if start >= end:
             return
-        ahead = self.config.readahead if readahead is None else readahead
+        ahead = self.config.ahead if readahead is None else readahead
+        reader = next(self._reader_ids)  # this read's name among the file's readers
+        try:
+            async for block in self._read(of, reader, start, end, ahead, hold_tail, past_end):
+                yield block
+        finally:
+            of.leave(reader)
+
+    async def _read(
+        self, of: OpenFile, reader: int, start: int, end: int, ahead: int, hold_tail: bool, past_end: bool
+    ) -> AsyncIterator[bytes]:
         hold_from = end
+        if of.partial is not None:
+            of.progress(reader, start, of.partial.chunk_size)  # before a fill starts: it paces by this
         if hold_tail and end == of.size and of.b3 is None:
             hold_from = max(start, end - min(self.config.tail_hold, of.size))
             self.start_fill(of)
@@ -468,18 +523,28 @@ class FetchCore:
         while pos < hold_from:
             if of.b3 is not None:
                 async for block in self._read_blob(of, pos, hold_from):
+                    pos += len(block)
+                    if of.partial is not None:
+                        of.progress(reader, pos, of.partial.chunk_size)
                     yield block
-                pos = hold_from
                 break
             p = of.partial
             if p is None:
                 raise of.error or IntegrityError(f"{of.rf.address}: file is no longer available")
             index = pos // p.chunk_size
             chunk_end = min((index + 1) * p.chunk_size, hold_from)
-            for j in range(index + 1, min(index + 1 + ahead, p.chunks_for(start, end).stop)):
-                self._chunk(of, j)
+            if not p.present(index) and (of.identity, index) not in self._chunks:
+                of.check_failure()  # failed for good a moment ago: fail at once, start nothing
+            self._chunk(of, index)
+            stop = p.nchunks if past_end else p.chunks_for(start, end).stop
+            ahead_started = False
             async for block in self._read_chunk(of, p, index, pos, chunk_end):
+                if not ahead_started:  # once its own chunk flows (see _head_start)
+                    ahead_started = True
+                    for j in range(index + 1, min(index + 1 + ahead, stop)):
+                        self._chunk(of, j)
                 pos += len(block)
+                of.progress(reader, pos, p.chunk_size)
                 yield block
         if pos < end:
             await self.fill(of)
@@ -498,11 +563,10 @@ class FetchCore:
                 raise of.error
             if p.present(index):
                 while pos < end:
-                    n = min(_READ_BLOCK, end - pos)
-                    # in memory while it waits to be hashed: copy it here, no thread hop
-                    data = p.read_ready(pos, n)
+                    # in memory (a view, no copy, no thread hop), else from the disk in pieces
+                    data = p.read_ready(pos, end - pos)
                     if data is None:
-                        data = await self._io(p.read_present, pos, n)
+                        data = await self._io(p.read_present, pos, min(_READ_BLOCK, end - pos))
                     if not data:
                         raise IntegrityError(f"{of.rf.address}: short read at {pos}")
                     pos += len(data)
@@ -517,10 +581,12 @@ class FetchCore:
             if w is not None and chunk_start + w.landed > pos:
                 upto = min(chunk_start + w.landed, end)
                 data = w.view(pos - chunk_start, upto - chunk_start)
-                if data is not None:  # None: just committed; read it from the partial
+                if data is not None:
                     pos = upto
                     yield data
                     continue
+                if p.present(index):
+                    continue  # just handed to the partial (its memory): read it there
             if cf.done:
                 if cf.error is not None:
                     raise cf.error
@@ -541,14 +607,23 @@ class FetchCore:
                 raise of.error
         pos = start
         while pos < end:
-            data = await self._io(os.pread, of.blob_fd, min(_READ_BLOCK, end - pos), pos)
+            n = min(_READ_BLOCK, end - pos)
+            # the chunks still in memory from the fill (the blob was written with O_DIRECT:
+            # from disk it would be a real read)
+            p = of.partial
+            data = p.read_ready(pos, n) if p is not None else None
+            if data is None:
+                data = await self._io(os.pread, of.blob_fd, n, pos)
             if not data:
                 raise IntegrityError(f"{of.rf.address}: blob shorter than its index entry")
             pos += len(data)
             yield data
 
     async def read_bytes(self, of: OpenFile, start: int, end: int, *, readahead: int = 0) -> bytes:
-        parts = [b async for b in self.read(of, start, end, readahead=readahead, hold_tail=False)]
+        """Bytes [start, end) at once (the mount's reads); ``readahead`` chunks past them are
+        started for a sequential reader."""
+        blocks = self.read(of, start, end, readahead=readahead, hold_tail=False, past_end=readahead > 0)
+        parts = [b async for b in blocks]
         return b"".join(parts)
 
     # -- lifecycle --------------------------------------------------------------------------

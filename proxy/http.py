@@ -9,6 +9,10 @@ own clients), never a "not found".
 
 Redirects are never followed implicitly: adapters follow them with :meth:`HttpClient.follow`,
 which sends credentials only to the origin they belong to.
+
+Bodies streamed by the range reader (:meth:`HttpClient.body`) do not go through aiohttp but
+through :class:`hoard.proxy.bodyconn.BodyClient`, which receives into the reader's buffers and
+allows ``origin_connections`` of them in flight per origin host (``--origin-connections``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from urllib.parse import urljoin
 
@@ -24,9 +28,10 @@ import aiohttp
 
 from hoard.store.errors import OriginError, OriginUnavailable
 
+from .bodyconn import BodyClient, BodyResponse
 from .httpbase import TRANSIENT_STATUSES, HttpConfig, Reply, host_of, redact, same_origin
 
-__all__ = ["HttpConfig", "HttpClient", "Reply", "same_origin", "TRANSIENT_STATUSES"]
+__all__ = ["HttpConfig", "HttpClient", "Reply", "BodyResponse", "same_origin", "TRANSIENT_STATUSES"]
 
 log = logging.getLogger("hoard.http")
 
@@ -34,8 +39,17 @@ log = logging.getLogger("hoard.http")
 class HttpClient:
     """Shared client. Create inside a running loop; close with :meth:`close`."""
 
-    def __init__(self, config: HttpConfig | None = None) -> None:
+    def __init__(self, config: HttpConfig | None = None, *, origin_connections: int = 8) -> None:
         self.config = config or HttpConfig()
+        #: body streams in flight per origin host at most (the range reader's; metadata
+        #: requests are counted by aiohttp's own per-host limit)
+        self.origin_connections = origin_connections
+        self.bodies = BodyClient(
+            per_host=origin_connections,
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
+            user_agent=self.config.user_agent,
+        )
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self.config.connect_timeout, sock_read=self.config.read_timeout
         )
@@ -47,6 +61,7 @@ class HttpClient:
         )
 
     async def close(self) -> None:
+        await self.bodies.close()
         await self.session.close()
 
     async def request(
@@ -118,6 +133,12 @@ class HttpClient:
                 yield resp
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
             raise OriginUnavailable(f"{host_of(url)}: {_describe(exc)}") from None
+
+
+    def body(self, url: str, *, headers: Mapping[str, str] | None = None) -> AbstractAsyncContextManager[BodyResponse]:
+        """Open a GET whose body is read into the caller's buffers (no redirects followed, no
+        retries: the caller resumes); at most ``origin_connections`` per origin host at once."""
+        return self.bodies.get(url, headers)
 
 
 def _describe(exc: BaseException) -> str:

@@ -151,20 +151,12 @@ def download_model_with_test_data(model: str, repo: str = DEFAULT_REPO, opset: i
 
 def _settings() -> Any:
     """The CLI's settings, resolved from the environment and config.toml exactly as
-    ``hoard prefetch`` resolves them (click reads the variables; hoard.cli applies the rest)."""
-    import click
+    ``hoard prefetch`` resolves them (:func:`hoard.cli.config.settings_from_environment`
+    reads each variable as click would; :func:`~hoard.cli.config.load_settings` applies the
+    rest)."""
+    from hoard.cli.config import load_settings, settings_from_environment
 
-    from hoard.cli.common import common_options
-    from hoard.cli.config import load_settings
-
-    @click.command()
-    @common_options("upstream", "sources", "chunk_size")
-    def options(app: Any) -> None:
-        """(never run: only its options are parsed)"""
-
-    with options.make_context("hoard.onnx_hub", []) as ctx:
-        flags = {k: v for k, v in ctx.params.items() if k != "as_json"}
-    return load_settings(flags)
+    return load_settings(settings_from_environment())
 
 
 def _run(work: Callable[[_Hub], Awaitable[T]], *, fresh: bool = False) -> T:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from hoard.store.errors import HoardError, NotReady, OriginUnavailable
+from hoard.store.errors import HoardError, NotReady, OriginError, OriginUnavailable
 
 __all__ = ["OriginHealth"]
 
@@ -67,7 +67,9 @@ class OriginHealth:
     def failed(self, source: str, exc: BaseException) -> None:
         if source not in self._down_since:
             self._down_since[source] = self.clock()
-            log.warning("origin %s unreachable (%s): serving what is cached; probing in the background", source, exc)
+            # once per outage (and once per cause: the CLI's RepeatFilter): the line that explains
+            # every EIO / 503 that follows while the origin stays down
+            log.warning("origin %s: %s; serving what is cached, asking again in the background", source, exc)
         fut = self._down_waiters.pop(source, None)
         if fut is not None and not fut.done():
             fut.set_result(None)
@@ -90,6 +92,10 @@ class OriginHealth:
             raise
         except OriginUnavailable as exc:
             self.failed(source, exc)
+            raise
+        except OriginError as exc:  # it answered, with something hoard cannot use: say what
+            self.answered(source)
+            log.warning("origin %s: %s", source, exc)
             raise
         except HoardError:
             self.answered(source)

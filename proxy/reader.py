@@ -15,6 +15,16 @@
   refused; a body that ends early raises :class:`OriginUnavailable` (the caller resumes);
 * any other status is handed to the source's ``translate`` function, which turns it into
   the hoard error tree (each origin names its errors its own way).
+
+Bodies come through :meth:`HttpClient.body <hoard.proxy.http.HttpClient.body>` (the
+keep-alive connections of :mod:`hoard.proxy.bodyconn`, at most ``--origin-connections`` per
+origin host) and are received without a copy in Python:
+
+* when the fetch core has set a :data:`LANDING` for the read (the chunk it is filling, whose
+  remaining length is exactly the range asked for), straight into that chunk's buffer: the
+  blocks yielded are views of it, which the chunk writer recognises and only counts;
+* otherwise into one buffer per call: each block yielded is a ``memoryview`` of that buffer,
+  **valid until the next block is asked for** (a consumer that keeps blocks must copy them).
 """
 
 from __future__ import annotations
@@ -22,20 +32,38 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, Protocol
 from urllib.parse import urljoin
 
 from hoard.store.errors import OriginError, OriginUnavailable
 
 from .httpbase import Reply, same_origin
 
-__all__ = ["RangeReader", "Translate", "body_range", "REDIRECTS"]
+__all__ = ["RangeReader", "Translate", "body_range", "REDIRECTS", "LANDING", "Landing"]
 
 #: (reply, what) -> the exception to raise for a status the reader does not handle itself
 Translate = Callable[[Reply, str], Exception]
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _REFUSED = frozenset({401, 403, 404, 410})
+
+
+class Landing(Protocol):
+    """Where the bytes of a read may land in place (a chunk writer of the fetch core)."""
+
+    #: the last block received in place, set by the reader before it yields the block
+    issued: memoryview | None
+
+    @property
+    def remaining(self) -> int: ...
+
+    def room(self) -> memoryview: ...
+
+
+#: the landing of the reads the current task makes (set by the fetch core around
+#: ``Source.read``); a read whose length is not exactly ``remaining`` does not use it
+LANDING: ContextVar[Landing | None] = ContextVar("hoard_landing", default=None)
 _READ_BLOCK = 1 << 20
 _MAX_HOPS = 12
 _MAX_LOCATIONS = 1024
@@ -91,7 +119,7 @@ class RangeReader:
             send = dict(base)
             if auth and auth_origin and same_origin(current, auth_origin):
                 send.update(auth)
-            async with self.http.stream(current, headers=send) as resp:
+            async with self.http.body(current, headers=send) as resp:
                 if resp.status in REDIRECTS and "Location" in resp.headers:
                     target = urljoin(current, resp.headers["Location"])
                     if auth_origin is None or not same_origin(target, auth_origin):
@@ -114,8 +142,12 @@ class RangeReader:
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-async def body_range(resp: Any, start: int, end: int, what: str) -> AsyncIterator[bytes]:
-    """Yield bytes [start, end) of a 200 or 206 answer; check the range the origin chose."""
+async def body_range(resp: Any, start: int, end: int, what: str) -> AsyncIterator[memoryview]:
+    """Yield bytes [start, end) of a 200 or 206 answer; check the range the origin chose.
+
+    Blocks land in place (:data:`LANDING`) or are views of one buffer that the next block
+    overwrites (see the module docstring).
+    """
     skip = 0
     if resp.status == 206:
         m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
@@ -124,18 +156,28 @@ async def body_range(resp: Any, start: int, end: int, what: str) -> AsyncIterato
     else:
         skip = start  # the origin ignored Range: read past what we do not need
     want = end - start
-    async for block in resp.content.iter_chunked(_READ_BLOCK):
-        if skip:
-            if len(block) <= skip:
-                skip -= len(block)
-                continue
-            block = block[skip:]
-            skip = 0
-        if len(block) > want:
-            block = block[:want]
-        want -= len(block)
-        yield block
-        if want == 0:
-            return
-    if want > 0:
-        raise OriginUnavailable(f"{what}: connection closed {want} bytes early")
+    landing = LANDING.get()
+    if landing is not None and (skip or landing.remaining != want):
+        landing = None
+    buf = memoryview(bytearray(min(_READ_BLOCK, skip + want))) if landing is None else None
+    while want > 0:
+        if landing is not None:
+            room = landing.room()[:want]
+            n = await resp.readinto(room, min(len(room), _READ_BLOCK))
+            if n == 0:
+                raise OriginUnavailable(f"{what}: connection closed {want} bytes early")
+            want -= n
+            landing.issued = block = room[:n]
+            yield block
+            continue
+        assert buf is not None
+        room = buf if skip + want >= len(buf) else buf[: skip + want]
+        n = await resp.readinto(room, len(room))
+        if n == 0:
+            raise OriginUnavailable(f"{what}: connection closed {want} bytes early")
+        lo = min(skip, n)
+        skip -= lo
+        take = min(n - lo, want)
+        if take:
+            want -= take
+            yield buf[lo : lo + take]

@@ -1,9 +1,12 @@
 """hoard's admin API: prefetch jobs, cached models, the cache summary, gc and pins.
 
-* ``POST /v1/prefetch`` ``{"address": ...}`` → 202 and a job; ``GET /v1/prefetch/<id>``.
+* ``POST /v1/prefetch`` → 202 and a job; ``GET /v1/prefetch/<id>`` (v1_prefetch.py).
 * ``GET /v1/models``; ``GET|DELETE /v1/models/<address>`` (``?dry_run=1``, ``?force=1``).
-* ``GET /v1/cache``; ``POST /v1/gc`` ``{"max_size": "200GiB", "dry_run": true}``.
-* ``GET /v1/pins``; ``POST /v1/pins`` ``{"address": ...}``; ``DELETE /v1/pins/<address>``.
+* ``GET /v1/cache``: totals by source, blobs, partials, pins, deduplicated bytes, hit ratio
+  and origin bytes since start, and each repo (``by_repo``); ``POST /v1/gc``
+  ``{"max_size": "200GiB", "dry_run": true}``.
+* ``GET /v1/pins``; ``POST /v1/pins`` ``{"address": ...}`` (a repo without ``@`` follows its
+  branch, see store/pins.py); ``DELETE /v1/pins/<address>``.
 
 The ones that change the store go through :func:`admin_only` (v1_common). Every answer is
 filtered through the request's :class:`Viewer`: a restricted (private or gated) repo, and the
@@ -17,28 +20,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
-import uuid
 from typing import Any
 
 from aiohttp import web
 
 from hoard.store import catalog as store_catalog
 from hoard.store.address import Address, parse_address
+from hoard.store.cache_report import cache_report
 from hoard.store.errors import HoardError, NotFound, UsageError
 from hoard.store.gc import execute_gc, plan_gc
+from hoard.store.pins import Follow, pin_address, unpin_address
+from hoard.store.records import PinRecord
 from hoard.store.units import parse_size
 
-from .prefetch import plan_prefetch, run_prefetch
+from . import metrics as m
 from .service import Services
 from .v1_access import Viewer, viewer
-from .request import credentials_for, services
+from .request import services
 from .v1_common import admin_only, read_body, v1_address, v1_errors
+from .v1_prefetch import PREFETCH, PrefetchJob, PrefetchJobs, get_prefetch, post_prefetch
 
-__all__ = ["PrefetchJobs", "PREFETCH", "add_admin_routes"]
+__all__ = ["PrefetchJob", "PrefetchJobs", "PREFETCH", "add_admin_routes", "traffic"]
 
 log = logging.getLogger("hoard.v1")
-_MAX_JOBS = 1000
 _TRUE = ("1", "true")
 _B3 = re.compile(r"[0-9a-f]{64}")
 _IDENTITY = re.compile(r"[a-z0-9]+:[^/]")  # sha256:..., gitsha1:..., b3:..., url:...
@@ -53,80 +57,6 @@ def _not_cached(addr: Address) -> NotFound:
 async def _check_visible(who: Viewer, addr: Address) -> None:
     if not await who.sees_repo(addr.repo_key):
         raise _not_cached(addr)
-
-
-# -- prefetch ---------------------------------------------------------------------------------
-
-
-class PrefetchJobs:
-    """Background fills started by ``POST /v1/prefetch``; state kept in memory."""
-
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def start(self, address: str, creds: Any) -> dict[str, Any]:
-        addr = parse_address(address)
-        job = {"id": uuid.uuid4().hex[:12], "address": address, "state": "running", "files": 0,
-               "done": 0, "bytes": 0, "error": None, "started": time.time()}
-        self.jobs[job["id"]] = job
-        if len(self.jobs) > _MAX_JOBS:  # forget the oldest finished jobs
-            finished = [k for k, j in self.jobs.items() if j["state"] != "running"]
-            for k in finished[: len(self.jobs) - _MAX_JOBS]:
-                del self.jobs[k]
-        task = asyncio.get_running_loop().create_task(self._run(job, addr, creds))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return job
-
-    async def _run(self, job: dict[str, Any], addr: Any, creds: Any) -> None:
-        try:
-            plan = await plan_prefetch(self.svc, addr, creds)
-            job["revision"] = plan.revision
-            job["files"] = len(plan.paths)
-            job["done"] = len(plan.paths) - len(plan.todo)
-            job["bytes"] = plan.bytes - plan.todo_bytes
-
-            def progress(path: str, size: int) -> None:
-                job["done"] += 1
-                job["bytes"] += size
-
-            await run_prefetch(self.svc, addr, creds, plan, on_file=progress)
-            job["state"] = "done"
-        except Exception as exc:  # reported through the job
-            job["state"] = "failed"
-            job["error"] = str(exc)
-            log.warning("prefetch %s failed: %s", job["address"], exc)
-        job["finished"] = time.time()
-
-    async def aclose(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-PREFETCH = web.AppKey("prefetch", PrefetchJobs)
-
-
-@admin_only
-@v1_errors
-async def post_prefetch(request: web.Request) -> web.StreamResponse:
-    body = await read_body(request)
-    address = body.get("address") or body.get("repo") or request.query.get("address")
-    if not isinstance(address, str):
-        raise UsageError('body must be {"address": "<source>/<owner>/<repo>[@rev][/<path>]"}')
-    addr = parse_address(address)
-    job = request.app[PREFETCH].start(address, credentials_for(request, addr.source))
-    return web.json_response(job, status=202, headers={"Location": f"/v1/prefetch/{job['id']}"})
-
-
-@v1_errors
-async def get_prefetch(request: web.Request) -> web.StreamResponse:
-    job = request.app[PREFETCH].jobs.get(request.match_info["id"])
-    if job is None:
-        raise NotFound("no such prefetch job")
-    return web.json_response(job)
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -190,12 +120,29 @@ async def delete_model(request: web.Request) -> web.StreamResponse:
 
 @v1_errors
 async def cache_summary(request: web.Request) -> web.StreamResponse:
-    """Totals only (counts and bytes, restricted ones included): nothing here names a repo."""
-    svc = services(request)
-    usage = await asyncio.get_running_loop().run_in_executor(None, svc.store.usage)
+    """Totals (restricted bytes included), this process's traffic since it started, and the
+    repos this client may see (``by_repo``; the others are only counted, ``hidden_repos``)."""
+    svc, who = services(request), viewer(request)
+    report = await asyncio.get_running_loop().run_in_executor(None, cache_report, svc.store)
+    shown = [r.as_dict() for r in report.repos if await who.sees_repo(r.repo)]
+    config = svc.store.config
     return web.json_response(
-        usage | {"home": str(svc.store.home), "disk_free": svc.store.disk_free(), "repos": len(svc.store.repos())}
+        report.totals()
+        | {"home": str(svc.store.home), "disk_free": svc.store.disk_free(), "max_size": config.max_size,
+           "gc_high_water": config.gc_high_water, "gc_low_water": config.gc_low_water}
+        | traffic(svc)
+        | {"by_repo": shown, "hidden_repos": len(report.repos) - len(shown)}
     )
+
+
+def traffic(svc: Services) -> dict[str, Any]:
+    """Hits, misses, hit ratio (files served from the store / files served), origin and client
+    bytes, since this process started."""
+    hits, misses = svc.metrics.total(m.HITS), svc.metrics.total(m.MISSES)
+    return {"since": svc.started, "hits": int(hits), "misses": int(misses),
+            "hit_ratio": None if hits + misses == 0 else hits / (hits + misses),
+            "origin_bytes": int(svc.metrics.total(m.ORIGIN_BYTES)),
+            "client_bytes": int(svc.metrics.total(m.CLIENT_BYTES))}
 
 
 async def _name_visible(who: Viewer, kind: str | None, name: str) -> bool:
@@ -249,6 +196,9 @@ async def post_gc(request: web.Request) -> web.StreamResponse:
 
 async def _pin_visible(who: Viewer, target: str, note: str) -> bool:
     """A pin shows when what it names is visible, and so is the repo its note names."""
+    follow = Follow.parse(target, PinRecord(0, note))
+    if follow is not None:
+        return await who.sees_repo(follow.repo)
     if target.startswith("snapshot:"):
         if not await who.sees_repo(target[9:].rpartition("@")[0]):
             return False
@@ -263,10 +213,22 @@ async def _pin_visible(who: Viewer, target: str, note: str) -> bool:
 
 @v1_errors
 async def list_pins(request: web.Request) -> web.StreamResponse:
+    """Every pin gc honours this client may see; a revision pinned by a repo that follows its
+    branch says which ref (``follows``), and one kept until the next is complete says so."""
     svc, who = services(request), viewer(request)
-    return web.json_response(
-        {t: {"created": r.created, "note": r.note} for t, r in svc.store.pins().items() if await _pin_visible(who, t, r.note)}
-    )
+    pins = svc.store.pins()
+    follows = [f for f in (Follow.parse(t, r) for t, r in pins.items()) if f is not None]
+    out: dict[str, dict[str, Any]] = {}
+    for target, rec in pins.items():
+        if target.startswith("ref:") or not await _pin_visible(who, target, rec.note):
+            continue
+        out[target] = {"created": rec.created, "note": rec.note}
+        for f in follows:
+            if f.held == target:
+                out[target]["follows"] = f.ref
+            elif f.previous and target == f"snapshot:{f.repo}@{f.previous}":
+                out[target]["until_complete"] = f.held
+    return web.json_response(out)
 
 
 @admin_only
@@ -279,9 +241,9 @@ async def add_pin(request: web.Request) -> web.StreamResponse:
         raise UsageError('body must be {"address": ...}')
     addr = parse_address(address)
     await _check_visible(viewer(request), addr)
-    target = store_catalog.pin_target(svc.store, addr)
-    new = svc.store.pin(target, note=address)
-    return web.json_response({"pinned": target, "new": new}, status=201 if new else 200)
+    result = pin_address(svc.store, addr, address)
+    doc = {k: v for k, v in result.as_dict().items() if k != "follows" or v is not None}
+    return web.json_response(doc, status=201 if result.new else 200)
 
 
 @admin_only
@@ -290,10 +252,11 @@ async def delete_pin(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     addr = v1_address(request, 3)
     await _check_visible(viewer(request), addr)
-    target = store_catalog.pin_target(svc.store, addr)
-    if not svc.store.unpin(target):
-        raise NotFound(f"{target} is not pinned")
-    return web.json_response({"unpinned": target})
+    done = unpin_address(svc.store, addr)
+    removed = [t for t, was in done if was]
+    if not removed:
+        raise NotFound(f"{done[0][0]} is not pinned")
+    return web.json_response({"unpinned": removed[0]})
 
 
 def add_admin_routes(app: web.Application) -> None:

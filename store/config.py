@@ -24,7 +24,17 @@ class StoreConfig:
     access_flush_interval: float = 30.0
     #: gc never removes a blob opened or served within this many seconds (config ``gc_grace``)
     gc_grace: float = 600.0
+    #: with ``max_size``, a running proxy or mount starts gc in the background once the store
+    #: passes this fraction of it (config ``gc_high_water``) ...
+    gc_high_water: float = 0.95
+    #: ... and trims it down to this fraction (config ``gc_low_water``)
+    gc_low_water: float = 0.80
 
     def __post_init__(self) -> None:
         if self.chunk_size < 4096 or self.chunk_size & (self.chunk_size - 1):
             raise ValueError(f"chunk size must be a power of two >= 4096, got {self.chunk_size}")
+        if not 0 < self.gc_low_water < self.gc_high_water <= 1:
+            raise ValueError(
+                f"watermarks must satisfy 0 < gc_low_water < gc_high_water <= 1, "
+                f"got gc_low_water={self.gc_low_water}, gc_high_water={self.gc_high_water}"
+            )

@@ -61,26 +61,79 @@ def write_at(fd: int, direct: bool, buf: mmap.mmap, length: int, offset: int, fi
 
 
 class BufferPool:
-    """Reuses chunk buffers: a fresh 8 MiB mmap costs 2,048 page faults on first touch."""
+    """Reuses chunk buffers: a fresh 8 MiB mmap costs 2,048 page faults on first touch
+    (measured: 0.2-0.5 s per 512 MiB on the dev VM, against 0.015 s to refill a reused one).
 
-    def __init__(self, max_idle: int = 8) -> None:
+    Readers are handed views (``memoryview``) of chunk buffers (no copy on the way to a client), so a
+    buffer is only reused once no view of it is left: :meth:`put` asks the buffer (an mmap
+    cannot be resized while views of it exist) and lets a buffer still viewed go; it is
+    unmapped when its last view is released.
+    """
+
+    def __init__(self, max_idle: int = 12, reserve: int = 2) -> None:
         self.max_idle = max_idle
+        #: spare buffers kept mapped and touched ahead of need by a background thread, so the
+        #: event loop that receives into them takes no page faults
+        self.reserve = reserve
+        #: buffers made so far (each a fresh map: page faults on first touch)
+        self.created = 0
+        #: buffers let go instead of pooled because a view of them was still alive
+        self.viewed = 0
         self._free: dict[int, list[mmap.mmap]] = {}
         self._idle: set[int] = set()  # ids of pooled buffers: a buffer is never pooled twice
         self._lock = threading.Lock()
+        self._refilling: set[int] = set()  # sizes a background refill is under way for
+        self._wanted: list[int] = []  # sizes the refill thread is asked to top up
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
 
     def get(self, size: int) -> mmap.mmap:
         cap = max(ALIGN, -(-size // ALIGN) * ALIGN)
         with self._lock:
-            free = self._free.get(cap)
-            if free:
-                buf = free.pop()
+            free = self._free.setdefault(cap, [])
+            buf = free.pop() if free else None
+            if buf is not None:
                 self._idle.discard(id(buf))
-                return buf
-        return mmap.mmap(-1, cap)
+            else:
+                self.created += 1
+            if len(free) < self.reserve and cap not in self._refilling:
+                self._refilling.add(cap)
+                self._wanted.append(cap)
+                if self._thread is None:  # one long-lived thread, started on first need
+                    self._thread = threading.Thread(target=self._refill_loop, name="hoard-buffers", daemon=True)
+                    self._thread.start()
+                self._wake.notify()
+        return buf if buf is not None else _fresh(cap)
+
+    def _refill_loop(self) -> None:
+        """(The refill thread.) Map and touch buffers until ``reserve`` of each size asked
+        for are spare; then wait to be asked again."""
+        while True:
+            with self._lock:
+                while not self._wanted:
+                    self._wake.wait()
+                cap = self._wanted.pop(0)
+            try:
+                while True:
+                    with self._lock:
+                        if len(self._free.get(cap, ())) >= min(self.reserve, self.max_idle):
+                            break
+                        self.created += 1
+                    buf = _fresh(cap)
+                    with self._lock:
+                        self._free.setdefault(cap, []).append(buf)
+                        self._idle.add(id(buf))
+            except OSError:
+                pass  # out of memory for now: buffers are then made when asked for
+            finally:
+                with self._lock:
+                    self._refilling.discard(cap)
 
     def put(self, buf: mmap.mmap) -> None:
         if buf.closed:
+            return
+        if not _unviewed(buf):
+            self.viewed += 1
             return
         with self._lock:
             if id(buf) in self._idle:
@@ -91,6 +144,32 @@ class BufferPool:
                 self._idle.add(id(buf))
                 return
         buf.close()
+
+
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _fresh(cap: int) -> mmap.mmap:
+    """A new anonymous map, its pages touched by the kernel at once where it can
+    (``MAP_POPULATE``: half the cost of taking 2,048 page faults one by one)."""
+    if _POPULATE:
+        try:
+            return mmap.mmap(-1, cap, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _POPULATE)
+        except OSError:
+            pass
+    return mmap.mmap(-1, cap)
+
+
+def _unviewed(buf: mmap.mmap) -> bool:
+    """True if no memoryview of ``buf`` is alive (an mmap refuses to be resized while one is;
+    resizing an anonymous map to its own size moves nothing)."""
+    try:
+        buf.resize(len(buf))
+    except BufferError:
+        return False
+    except (OSError, ValueError, SystemError):
+        return True  # a platform that cannot resize: nothing hands out views there
+    return True
 
 
 #: the process-wide pool of chunk buffers

@@ -34,6 +34,7 @@ from pathlib import Path
 import xxhash
 
 from .blobs import publish
+from .chunk_memory import ChunkMemory
 from .directio import POOL, open_direct, write_at
 from .errors import Busy, IntegrityError, StoreFull
 from .hashing import ContentHasher
@@ -44,33 +45,8 @@ from .records import ExpectedHash, PartialRecord
 
 __all__ = ["Partial", "ChunkWriter", "Discarded", "open_partial"]
 
-#: committed chunks kept in memory ahead of the hash cursor, per partial and per process
-#: (each one chunk of memory)
+#: committed chunks kept in memory per partial unless the fetch core says otherwise
 _MAX_READY = 8
-
-
-class _Budget:
-    """A process-wide count of chunk buffers held for hashing, so many open partials read
-    at random cannot grow memory without bound."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            if self.used >= self.limit:
-                return False
-            self.used += 1
-            return True
-
-    def give(self) -> None:
-        with self._lock:
-            self.used = max(0, self.used - 1)
-
-
-_READY = _Budget(32)
 
 
 class Discarded(IntegrityError):
@@ -252,9 +228,9 @@ class Partial:
         self._finalize_lock = threading.Lock()
         self._hasher = ContentHasher(rec.size, rec.expected)
         self._hashed_chunks = 0
-        # committed chunks still in memory, waiting for the hash cursor (which then needs no
-        # disk read) and readable by readers meanwhile
-        self._ready: dict[int, mmap.mmap] = {}
+        #: committed chunks still in memory: for the hash cursor (which then needs no disk
+        #: read) and for readers (the file is written with O_DIRECT: no page cache)
+        self.memory = ChunkMemory(rec.chunk_size, rec.size, _MAX_READY)
         self._closed = False
         self._wfd: int | None = None
         self._direct = False
@@ -287,7 +263,12 @@ class Partial:
 
     @property
     def present_bytes(self) -> int:
-        return sum(self.chunk_range(i)[1] - self.chunk_range(i)[0] for i in list(self._sums))
+        """Bytes of the chunks present (O(1): every chunk is full but perhaps the last)."""
+        count = len(self._sums)
+        if not count:
+            return 0
+        short = self.nchunks * self.chunk_size - self.size  # what the last chunk lacks
+        return count * self.chunk_size - (short if (self.nchunks - 1) in self._sums else 0)
 
     @property
     def complete(self) -> bool:
@@ -311,30 +292,19 @@ class Partial:
     def pread(self, offset: int, size: int) -> bytes:
         return os.pread(self.fd, size, offset)
 
-    def read_ready(self, offset: int, size: int) -> bytes | None:
-        """Bytes of a committed chunk still in memory (waiting to be hashed), or None."""
-        index = offset // self.chunk_size
-        with self._lock:
-            buf = self._ready.get(index)
-            if buf is None:
-                return None
-            start = offset - index * self.chunk_size
-            end = min(start + size, self.chunk_range(index)[1] - index * self.chunk_size)
-            return buf[start:end]
+    def read_ready(self, offset: int, size: int) -> memoryview | None:
+        """Bytes of a committed chunk still in memory (a view: see
+        :meth:`ChunkMemory.read`), or None (clipped to the chunk)."""
+        return self.memory.read(offset, size)
 
     def read_present(self, offset: int, size: int) -> bytes:
-        """Bytes of a present chunk: from memory while it waits to be hashed, else the file."""
-        data = self.read_ready(offset, size)
-        return data if data is not None else os.pread(self.fd, size, offset)
+        """Bytes of a present chunk: from memory while it is kept there, else the file."""
+        data = self.memory.read(offset, size)
+        return bytes(data) if data is not None else os.pread(self.fd, size, offset)
 
     def _keep_ready(self, index: int, buf: mmap.mmap) -> None:
         """Take a committed chunk's buffer (ownership passes to the partial)."""
-        with self._lock:
-            keep = not self._closed and index >= self._hashed_chunks and len(self._ready) < _MAX_READY
-            if keep and _READY.take():
-                self._ready[index] = buf
-                return
-        POOL.put(buf)
+        self.memory.keep(index, buf)
 
     # -- filling --------------------------------------------------------------------------
 
@@ -425,20 +395,20 @@ class Partial:
                 while self._hashed_chunks < self.nchunks and self._hashed_chunks in self._sums:
                     i = self._hashed_chunks
                     start, end = self.chunk_range(i)
-                    with self._lock:
-                        buf = self._ready.pop(i, None)
-                    if buf is not None:  # its xxh3 was computed from this very buffer
-                        _READY.give()
-                        with memoryview(buf) as view:
-                            self._hasher.update(view[: end - start])
-                        POOL.put(buf)
-                    else:
-                        data = os.pread(self.fd, end - start, start)
-                        if len(data) != end - start or xxhash.xxh3_64_intdigest(data) != self._sums[i]:
-                            bad.append(i)
-                            break
-                        self._hasher.update(data)
-                    self._hashed_chunks += 1
+                    buf = self.memory.pin(i)
+                    try:
+                        if buf is not None:  # its xxh3 was computed from this very buffer
+                            with memoryview(buf) as view:
+                                self._hasher.update(view[: end - start])
+                        else:
+                            data = os.pread(self.fd, end - start, start)
+                            if len(data) != end - start or xxhash.xxh3_64_intdigest(data) != self._sums[i]:
+                                bad.append(i)
+                                break
+                            self._hasher.update(data)
+                        self._hashed_chunks += 1
+                    finally:
+                        self.memory.unpin(i, self._hashed_chunks)
             finally:
                 self._hash_lock.release()
             more = self._hashed_chunks < self.nchunks and self._hashed_chunks in self._sums
@@ -518,19 +488,12 @@ class Partial:
             pass
         with self._lock:
             self._sums.clear()
-            ready, self._ready = self._ready, {}
-        for buf in ready.values():
-            _READY.give()
-            POOL.put(buf)
+        self.memory.close()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            with self._lock:
-                ready, self._ready = self._ready, {}
-            for buf in ready.values():
-                _READY.give()
-                POOL.put(buf)
+            self.memory.close()
             if self._wfd is not None:
                 os.close(self._wfd)
             os.close(self.fd)  # drops every OFD lock this description holds
@@ -546,7 +509,12 @@ class ChunkWriter:
         self.start, self.end = partial.chunk_range(index)
         self.length = self.end - self.start
         self.pos = 0
-        self._buf: mmap.mmap | None = POOL.get(partial.chunk_size)
+        # taken from the pool at the first byte, not at the claim: a chunk queued for a
+        # connection holds no memory
+        self._buf: mmap.mmap | None = None
+        self._handed = False  # the buffer went to the partial (committed)
+        #: the last view :meth:`room` gave a range reader, filled: writing it only counts it
+        self.issued: memoryview | None = None
         self._done = False
         # commit() runs in a worker thread; dispose() may come from the loop meanwhile (a
         # cancelled task): the buffer goes back to the pool only when neither uses it
@@ -559,16 +527,42 @@ class ChunkWriter:
         """Bytes of this chunk received so far (readable with :meth:`view`)."""
         return self.pos
 
+    @property
+    def remaining(self) -> int:
+        """Bytes of this chunk still to come."""
+        return self.length - self.pos
 
-    def view(self, start: int, end: int) -> bytes | None:
-        """Bytes [start, end) of the chunk (relative to its start), which must have landed;
-        None once the buffer was handed over (committed) or freed."""
+    def _buffer(self) -> mmap.mmap:
+        if self._buf is None:
+            if self._handed or self._disposed:
+                raise AssertionError("write after commit")
+            self._buf = POOL.get(self.partial.chunk_size)
+        return self._buf
+
+    def room(self) -> memoryview:
+        """The free part of the chunk's buffer, from the next byte on: a range reader receives
+        into it and yields what it filled (``issued``); :meth:`write` of that very view then
+        only counts the bytes (no copy)."""
+        buf = self._buffer()
+        self.issued = None
+        with memoryview(buf) as whole:
+            return whole[self.pos : self.length]
+
+    def view(self, start: int, end: int) -> memoryview | None:
+        """Bytes [start, end) of the chunk (relative to its start), which must have landed, as
+        a view of the buffer (no copy: bytes that landed are never written again, and the pool
+        does not reuse a buffer while a view of it is alive); None once the buffer was handed
+        over to the partial (then the chunk is present and in its memory) or freed.
+
+        Readable while the chunk is being committed too: its bytes no longer change then, and
+        a reader right behind the last byte must not wait for the disk write and the hash."""
         if end > self.pos:
             raise ValueError(f"bytes up to {end} of chunk {self.index} have not landed ({self.pos})")
         with self._state:
-            if self._buf is None or self._committing or self._disposed:
+            if self._buf is None or self._disposed:
                 return None
-            return self._buf[start:end]
+            with memoryview(self._buf) as whole:
+                return whole[start:end]
 
     @property
     def committing(self) -> bool:
@@ -576,16 +570,23 @@ class ChunkWriter:
 
     def write(self, data: bytes | memoryview) -> None:
         n = len(data)
-        assert self._buf is not None, "write after commit"
+        buf = self._buffer()
         if self.pos + n > self.length:
             raise IntegrityError(
                 f"{self.partial.alias}: chunk {self.index} overflows by {self.pos + n - self.length} bytes"
             )
-        self._buf[self.pos : self.pos + n] = data
+        if data is self.issued and data is not None:
+            self.issued = None  # received in place by the range reader (room())
+        else:
+            if isinstance(data, memoryview) and data.obj is buf:
+                data = bytes(data)  # a piece of our own buffer: never copy it onto itself
+            buf[self.pos : self.pos + n] = data
         self.pos += n
 
     def rewind(self, to: int = 0) -> None:
-        """Forget bytes past ``to`` (an upstream connection dropped mid-chunk)."""
+        """Forget bytes past ``to`` (an upstream connection dropped mid-chunk). Views handed
+        out by :meth:`view` of those bytes would see them change: only for a writer nobody
+        reads from."""
         self.pos = min(self.pos, to)
 
     def commit(self) -> list[int]:
@@ -608,10 +609,12 @@ class ChunkWriter:
             with memoryview(buf) as mv:
                 digest = xxhash.xxh3_64_intdigest(mv[: self.length])
             self.partial._mark(self.index, digest)
-            # the bytes stay readable here until the chunk is hashed: hand the buffer over
+            # the bytes stay readable in the partial's memory (for the hash cursor and readers):
+            # hand the buffer over; under the lock, so a reader finds it here or there
             with self._state:
                 self._buf = None
-            self.partial._keep_ready(self.index, buf)
+                self._handed = True
+                self.partial._keep_ready(self.index, buf)
         except StoreFull:
             # retryable once room is made (the fetch core runs gc): keep the claim and the
             # bytes; the caller commits again or aborts

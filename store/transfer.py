@@ -1,45 +1,48 @@
 """Moving content in and out of a store: ``hoard export`` and ``hoard import``.
 
-Export formats (of one cached revision):
+Export formats (of one or several cached revisions, each complete):
 
-* ``dir`` — the repo's files as ordinary files (copies; hard links to the read-only blobs with
-  ``link=True`` when on the same filesystem).
-* ``hf-cache`` — a Hugging Face hub cache (``models--org--name/{blobs,snapshots,refs}``), so
-  ``HF_HUB_OFFLINE=1`` clients find the files with no hoard running.
-* ``hoard`` — a portable bundle (a directory, or a ``.tar`` file): ``hoard-export.json`` with the
-  revision, its refs and tree (each file's size, identity, metadata, BLAKE3 and ``expected``:
-  the hash that verifies it, or null for a file verified by its length only), plus
-  ``blobs/<b3>``. ``hoard import`` of it on another machine
-  (an air-gapped one, say) re-verifies every blob and restores the revision exactly.
+* ``dir`` — one revision's files as ordinary files (copies; hard links to the read-only blobs
+  with ``link=True`` when on the same filesystem).
+* ``hf-cache`` — a Hugging Face hub cache (``models--org--name/{blobs,snapshots,refs,trees}``),
+  so ``HF_HUB_OFFLINE=1`` clients (``hf_hub_download``, ``snapshot_download``, ``from_pretrained``)
+  find the files with no hoard running, and ``huggingface_hub.scan_cache_dir`` reads it without
+  a warning; ``trees/<commit>.json`` is huggingface_hub's own complete listing of the revision
+  (``hoard import`` of the cache then restores the revision too).
+* ``hoard`` — a self-describing bundle of every revision named (bundle_io.py): one file,
+  ``.tar`` or zstd-compressed ``.tar.zst`` (streamed, multi-threaded), or a directory of the
+  same members for any other DEST. ``hoard import`` of it on another machine (an air-gapped
+  one, say) re-verifies every blob and restores the revisions exactly.
 
-Import sources: a ``hoard`` bundle (:mod:`.transfer_bundle`), or a Hugging Face hub cache
-directory (:mod:`.transfer_hfcache`). Both are untrusted input, checked before anything is added.
+Import sources: a ``hoard`` bundle in any of its forms (:mod:`.transfer_bundle`: verified
+completely before anything is added), or a Hugging Face hub cache directory
+(:mod:`.transfer_hfcache`). Both are untrusted input, checked before anything is added.
 
 Export never writes outside DEST, whatever the store holds (an older hoard may have stored
-names it would refuse today): the revision, its refs and every entry are checked by the rules
-of :mod:`.untrusted` first, and every file is written through a :class:`~.safefs.Destination`,
-which resolves each path just before writing. A bad name refuses the whole export with an
-:class:`IntegrityError` before anything is written.
+names it would refuse today): every revision, its refs and every entry are checked by the
+rules of :mod:`.untrusted` first, and every file is written through a
+:class:`~.safefs.Destination`, which resolves each path just before writing. A bad name refuses
+the whole export with an :class:`IntegrityError` before anything is written.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
-import tempfile
-import time
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .address import Address
+from .bundle_io import BUNDLE_MANIFEST, is_bundle_file, write_bundle
+from .bundle_manifest import manifest_doc
 from .catalog import resolve_cached
 from .errors import IntegrityError, InvalidAddress, NotFound, UsageError
 from .records import Snapshot, TreeEntry
 from .safefs import Destination
 from .store import Store
-from .transfer_bundle import BUNDLE_FORMAT, BUNDLE_MANIFEST, ImportReport, extract_bundle, import_bundle
+from .transfer_bundle import ImportReport, import_bundle
 from .transfer_hfcache import import_hf_cache, looks_like_hf_cache
 from .untrusted import check_snapshot, is_hex
 
@@ -91,106 +94,150 @@ def _check_stored(addr: Address, rev: str, snap: Snapshot, refs: list[str]) -> N
         ) from None
 
 
-def export(
-    store: Store, addr: Address, dest: Path, fmt: str, *, link: bool = False, progress: Progress | None = None
-) -> dict[str, Any]:
-    """Export one cached revision; returns a summary."""
-    if fmt not in ("dir", "hf-cache", "hoard"):
-        raise UsageError(f"unknown export format {fmt!r} (dir, hf-cache, hoard)")
-    if fmt == "hf-cache" and addr.source != "huggingface":
-        raise UsageError("the hf-cache format holds Hugging Face repos only")
+@dataclass(frozen=True)
+class _Revision:
+    """A cached revision to export, checked: its snapshot, refs and the blob of each file."""
+
+    addr: Address
+    rev: str
+    snap: Snapshot
+    refs: list[str]
+    blobs: dict[str, str]
+
+    def summary(self) -> dict[str, Any]:
+        return {"repo": self.addr.repo_key, "revision": self.rev, "files": len(self.blobs),
+                "bytes": self.snap.size, "refs": self.refs}
+
+
+def _revision(store: Store, addr: Address) -> _Revision:
     rev, snap = resolve_cached(store, addr)
     refs = sorted(ref for ref, rec in store.refs(addr.repo_key).items() if rec.revision == rev)
     _check_stored(addr, rev, snap, refs)
-    blobs = _complete_blobs(store, snap)
-    out = Destination(dest)
+    return _Revision(addr, rev, snap, refs, _complete_blobs(store, snap))
+
+
+def export(
+    store: Store, addrs: Address | Sequence[Address], dest: Path, fmt: str, *, link: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Export one or several cached revisions (all checked before anything is written);
+    returns a summary (``repo``, ``revision`` and ``refs`` too when there is one)."""
+    if fmt not in ("dir", "hf-cache", "hoard"):
+        raise UsageError(f"unknown export format {fmt!r} (dir, hf-cache, hoard)")
+    wanted = [addrs] if isinstance(addrs, Address) else list(addrs)
+    if not wanted:
+        raise UsageError("nothing to export")
+    if fmt == "dir" and len(wanted) > 1:
+        raise UsageError("the dir format holds one revision: export several to --format hf-cache or hoard")
+    if fmt == "hf-cache" and any(a.source != "huggingface" for a in wanted):
+        raise UsageError("the hf-cache format holds Hugging Face repos only")
+    revisions = list({(r.addr.repo_key, r.rev): r for r in (_revision(store, a) for a in wanted)}.values())
+    written = fmt
     if fmt == "dir":
-        for path in sorted(blobs):
-            out.path(path)  # every name first: a refusal writes nothing
-        for path, b3 in sorted(blobs.items()):
-            out.place(store.blob_path(b3), (path,), link)
-            if progress:
-                progress(snap.files[path].size)
+        _export_dir(store, revisions[0], Destination(dest), link, progress)
     elif fmt == "hf-cache":
-        _export_hf_cache(store, addr, rev, snap, blobs, refs, out, link, progress)
+        out = Destination(dest)
+        plans = [_hf_plan(r, out) for r in revisions]  # every name first: a refusal writes nothing
+        for r, plan in zip(revisions, plans, strict=True):
+            _export_hf_cache(store, r, plan, out, link, progress)
     else:
-        _export_bundle(store, addr, rev, snap, blobs, refs, dest, progress)
-    return {"repo": addr.repo_key, "revision": rev, "files": len(blobs), "bytes": snap.size,
-            "format": fmt, "dest": str(dest), "refs": refs}
+        written = _export_bundle(store, revisions, dest, progress)
+    summary: dict[str, Any] = {"files": sum(len(r.blobs) for r in revisions),
+                               "bytes": sum(r.snap.size for r in revisions), "format": fmt, "written": written,
+                               "dest": str(dest), "revisions": [r.summary() for r in revisions]}
+    if len(revisions) == 1:
+        summary |= {k: v for k, v in revisions[0].summary().items() if k in ("repo", "revision", "refs")}
+    return summary
 
 
-def _export_hf_cache(store: Store, addr: Address, rev: str, snap: Snapshot, blobs: dict[str, str],
-                     refs: list[str], out: Destination, link: bool, progress: Progress | None) -> None:
-    """``<kind>--<owner>--<repo>/`` with ``blobs/<etag>``, ``snapshots/<rev>/<path>`` links to
-    them, and ``refs/<ref>`` files holding the revision."""
-    repo_dir = f"{_HF_KIND_DIR[addr.kind]}--{addr.owner}--{addr.repo}"
-    plan = [(path, b3, _hf_etag(path, snap.files[path])) for path, b3 in sorted(blobs.items())]
-    for path, _, etag in plan:  # every name first: a refusal writes nothing
+def _export_dir(store: Store, r: _Revision, out: Destination, link: bool, progress: Progress | None) -> None:
+    for path in sorted(r.blobs):
+        out.path(path)  # every name first: a refusal writes nothing
+    for path, b3 in sorted(r.blobs.items()):
+        out.place(store.blob_path(b3), (path,), link)
+        if progress:
+            progress(r.snap.files[path].size)
+
+
+def _hf_plan(r: _Revision, out: Destination) -> list[tuple[str, str, str]]:
+    """(path, b3, etag) of each file, every name it will write checked."""
+    repo_dir = _hf_repo_dir(r.addr)
+    plan = [(path, b3, _hf_etag(path, r.snap.files[path])) for path, b3 in sorted(r.blobs.items())]
+    for path, _, etag in plan:
         out.path(repo_dir, "blobs", etag)
-        out.path(repo_dir, "snapshots", rev, path)
-    for ref in refs:
+        out.path(repo_dir, "snapshots", r.rev, path)
+    for ref in r.refs:
         out.path(repo_dir, "refs", ref)
+    out.path(repo_dir, "trees", f"{r.rev}.json")
+    return plan
+
+
+def _hf_repo_dir(addr: Address) -> str:
+    return f"{_HF_KIND_DIR[addr.kind]}--{addr.owner}--{addr.repo}"
+
+
+def _export_hf_cache(store: Store, r: _Revision, plan: list[tuple[str, str, str]], out: Destination, link: bool,
+                     progress: Progress | None) -> None:
+    """``<kind>--<owner>--<repo>/`` with ``blobs/<etag>``, ``snapshots/<rev>/<path>`` links to
+    them, ``refs/<ref>`` files holding the revision, and ``trees/<rev>.json``."""
+    repo_dir = _hf_repo_dir(r.addr)
     for path, b3, etag in plan:
         blob = out.path(repo_dir, "blobs", etag)
-        if not (blob.is_file() and not blob.is_symlink() and blob.stat().st_size == snap.files[path].size):
+        if not (blob.is_file() and not blob.is_symlink() and blob.stat().st_size == r.snap.files[path].size):
             blob = out.place(store.blob_path(b3), (repo_dir, "blobs", etag), link)
-        out.symlink((repo_dir, "snapshots", rev, path), blob)
+        out.symlink((repo_dir, "snapshots", r.rev, path), blob)
         if progress:
-            progress(snap.files[path].size)
+            progress(r.snap.files[path].size)
     out.mkdir(repo_dir, "refs")
-    for ref in refs:
-        out.write_text((repo_dir, "refs", ref), rev)  # no trailing newline: the client reads it verbatim
+    for ref in r.refs:
+        out.write_text((repo_dir, "refs", ref), r.rev)  # no trailing newline: the client reads it verbatim
+    tree = _hf_tree(r.snap)
+    if tree is not None:
+        out.write_text((repo_dir, "trees", f"{r.rev}.json"), json.dumps(tree, indent=1, sort_keys=True))
 
 
-def _manifest(addr: Address, rev: str, snap: Snapshot, blobs: dict[str, str], refs: list[str]) -> dict[str, Any]:
-    return {
-        "format": BUNDLE_FORMAT,
-        "repo": addr.repo_key,
-        "revision": rev,
-        "refs": refs,
-        "created": int(time.time()),
-        "info": snap.info,
-        "files": {p: {"size": e.size, "identity": e.identity, "meta": e.meta, "blake3": blobs[p],
-                      "expected": e.expected.text if e.expected else None}
-                  for p, e in sorted(snap.files.items())},
-    }
+def _hf_tree(snap: Snapshot) -> dict[str, Any] | None:
+    """huggingface_hub's ``trees/<commit>.json`` (format 1): each file's size and git blob id,
+    with the LFS sha256 and size; None when an entry lacks its git blob id."""
+    files: dict[str, Any] = {}
+    for path, entry in sorted(snap.files.items()):
+        oid, lfs = entry.meta.get("oid"), entry.meta.get("lfs")
+        if not is_hex(oid, 40):
+            return None
+        info: dict[str, Any] = {"size": entry.size, "blob_id": oid}
+        if lfs:
+            info |= {"lfs_sha256": lfs["oid"], "lfs_size": lfs.get("size", entry.size)}
+        files[path] = info
+    return {"format_version": 1, "files": files}
 
 
-def _export_bundle(store: Store, addr: Address, rev: str, snap: Snapshot, blobs: dict[str, str],
-                   refs: list[str], dest: Path, progress: Progress | None) -> None:
-    """A bundle directory, or a ``.tar`` of the same members (names fixed here: the manifest
-    and ``blobs/<b3>``, each checked hex)."""
-    manifest = json.dumps(_manifest(addr, rev, snap, blobs, refs), indent=1, sort_keys=True).encode()
-    if dest.suffix == ".tar":
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(dest, "w") as tar:
-            info = tarfile.TarInfo(BUNDLE_MANIFEST)
-            info.size = len(manifest)
-            tar.addfile(info, io.BytesIO(manifest))
-            for b3 in sorted(set(blobs.values())):
-                tar.add(store.blob_path(b3), arcname=f"blobs/{b3}")
-                if progress:
-                    progress(store.blob_path(b3).stat().st_size)
-        return
-    out = Destination(dest)
-    for b3 in sorted(set(blobs.values())):
-        placed = out.place(store.blob_path(b3), ("blobs", b3))
-        if progress:
-            progress(placed.stat().st_size)
-    out.write_text((BUNDLE_MANIFEST,), manifest.decode())
+def _export_bundle(store: Store, revisions: list[_Revision], dest: Path, progress: Progress | None) -> str:
+    """One bundle of every revision: the manifest, each blob once, the end member."""
+    manifest = manifest_doc([(r.addr.repo_key, r.rev, r.snap, r.blobs, r.refs) for r in revisions])
+    blobs = sorted(manifest["blobs"].items())
+
+    def open_blob(b3: str) -> IO[bytes]:
+        fd = store.open_blob(b3)  # holds a shared lock: gc does not remove it under the export
+        if fd is None:
+            raise NotFound(f"blob {b3} was removed while exporting; run the export again")
+        return os.fdopen(fd, "rb")
+
+    return write_bundle(dest, manifest, blobs, open_blob, progress)
 
 
 # -- import -----------------------------------------------------------------------------------
 
 
-def import_path(store: Store, source: Path, progress: Progress | None = None) -> ImportReport:
-    """Import a hoard bundle (dir or .tar) or a Hugging Face hub cache directory."""
-    if source.is_file() and tarfile.is_tarfile(source):
-        with tempfile.TemporaryDirectory(dir=store.layout.tmp) as tmp:
-            extract_bundle(source, Path(tmp))
-            return import_bundle(store, Path(tmp), progress)
+def import_path(store: Store, source: Path, progress: Progress | None = None,
+                reading: Progress | None = None) -> ImportReport:
+    """Import a hoard bundle (directory, tar or tar.zst) or a Hugging Face hub cache directory.
+
+    ``progress``: the size of each blob just before it is added; ``reading``: bytes read from a
+    bundle while it is verified."""
+    if is_bundle_file(source):
+        return import_bundle(store, source, progress, reading)
     if (source / BUNDLE_MANIFEST).exists() or (source / BUNDLE_MANIFEST).is_symlink():
-        return import_bundle(store, source, progress)
+        return import_bundle(store, source, progress, reading)
     if looks_like_hf_cache(source):
-        return import_hf_cache(store, source, progress)
-    raise UsageError(f"{source} is neither a hoard export nor a Hugging Face hub cache")
+        return import_hf_cache(store, source, progress or reading)
+    raise UsageError(f"{source} is neither a hoard bundle (a directory, .tar or .tar.zst) nor a Hugging Face hub cache")

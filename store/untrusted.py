@@ -64,6 +64,8 @@ UNVERIFIED_IDENTITY = {
     "arsections": re.compile(r"[A-Za-z0-9_-]{43}"),
     # a plain URL's file: url:<url>@<validator>, or url:h-<40 hex> when that is too long
     "url": re.compile(r"h-[0-9a-f]{40}|https?://[!-~]{1,190}"),
+    # PyTorch weights by file name, checked by the sha256 prefix the name carries
+    "torch": re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+=,@~-]{0,199}"),
 }
 
 
@@ -121,7 +123,7 @@ def named_entry(size: Any, identity: object, meta: Any, expected: object = None)
         exp = ExpectedHash.parse(expected)
     except ValueError as exc:
         raise InvalidAddress(str(exc)) from None
-    if exp.prefix:
+    if exp.prefix and kind != "torch":  # only a weights file name carries a hash prefix
         raise InvalidAddress(f"identity {str(identity)[:80]!r}: a hash prefix verifies nothing by itself")
     if not isinstance(meta, Mapping):
         raise InvalidAddress(f"meta {str(meta)[:60]!r} is not an object")

@@ -37,9 +37,11 @@ def model_dir(tmp_path: Path) -> Path:
 def test_help_lists_every_command(hoard_env: dict[str, str]) -> None:
     out = hoard(hoard_env, "--help").stdout
     for cmd in ("serve", "mount", "umount", "prefetch", "ls", "info", "gc", "pin", "unpin", "verify",
-                "export", "import", "add", "rm"):
+                "export", "import", "add", "rm", "cache"):
         assert f"  {cmd} " in out or f"  {cmd}\n" in out, cmd
     assert "HOARD_HOME" in hoard(hoard_env, "gc", "--help").stdout
+    for cmd in ("serve", "mount"):  # the size budget of a running proxy or mount
+        assert "HOARD_MAX_SIZE" in hoard(hoard_env, cmd, "--help").stdout, cmd
 
 
 def test_add_ls_info_pin_gc_rm(hoard_env: dict[str, str], model_dir: Path) -> None:

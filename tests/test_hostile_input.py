@@ -367,7 +367,7 @@ def test_parent_tree_entries_with_bad_paths_or_hints_are_never_fetched(tmp_path:
     tree = _parent_tree(path=UP + "outside/x")
     with FakeParent(tree, {"config.json": b'{"a": 1}', UP + "outside/x": b"evil"}) as parent:
         home = tmp_path / "home"
-        got = ok(home, "prefetch", "huggingface/org/p", "--upstream", parent.url)
+        got = ok(home, "prefetch", "huggingface/org/p", "--upstream", parent.url, "--local")
         assert got["files"] == 1
         assert parent.paths and not any("outside" in p for p in parent.paths)
     assert [f["path"] for f in ok(home, "ls", "huggingface/org/p")["files"]] == ["config.json"]
@@ -377,7 +377,7 @@ def test_parent_tree_with_an_unverifiable_identity_is_refused(tmp_path: Path) ->
     tree = _parent_tree(path="weights.bin", identity="md5:" + "0" * 32)
     with FakeParent(tree, {"config.json": b'{"a": 1}', "weights.bin": b"evil"}) as parent:
         home = tmp_path / "home"
-        proc = run(home, "prefetch", "huggingface/org/p", "--upstream", parent.url)
+        proc = run(home, "prefetch", "huggingface/org/p", "--upstream", parent.url, "--local")
         refused(proc, 6, "not one hoard can verify")
         assert not any("weights.bin" in p for p in parent.paths)
     assert ok(home, "ls") == []

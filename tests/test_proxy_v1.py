@@ -419,7 +419,7 @@ def test_pins_add_list_delete(hub: FakeHub, proxy: ProxyThread, home: Path) -> N
     assert prefetch(proxy, "huggingface/org/model")["state"] == "done"
     target = f"snapshot:huggingface/org/model@{sha}"
     first = call("POST", f"{proxy.url}/v1/pins", body={"address": "huggingface/org/model"})
-    assert first.status == 201 and first.json() == {"pinned": target, "new": True}
+    assert first.status == 201 and first.json() == {"pinned": target, "new": True, "follows": "main"}
     second = call("POST", f"{proxy.url}/v1/pins", body={"address": f"huggingface/org/model@{sha}"})
     assert second.status == 200 and second.json() == {"pinned": target, "new": False}
     pins = call("GET", f"{proxy.url}/v1/pins").json()

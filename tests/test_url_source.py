@@ -433,7 +433,6 @@ def test_prefetch_then_offline(origin: FakeURLOrigin, tmp_path: Path) -> None:
         assert (got.status, got.body == DATA.read()) == (200, True)
 
 
-@needs_parent_stat
 def test_through_a_parent_hoard(origin: FakeURLOrigin, tmp_path: Path) -> None:
     addr = address(origin, "/up/model.bin")
     origin.put("/up/model.bin", DATA, digests=("repr-digest",))

@@ -42,7 +42,7 @@ from urllib.parse import quote
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from .api_routes import ApiRoutes
+from .upload_routes import UploadRoutes
 from .content import Content
 from .model import DEFAULT_LFS_PATTERNS, DEFAULT_LFS_THRESHOLD, URL_PREFIX, Commit, FileEntry, MiB, Repo, RepoType
 from .wire import PLAN, REC, Fault, Origin, RequestRecord, merge_faults
@@ -61,7 +61,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 
-class FakeHub(ApiRoutes):
+class FakeHub(UploadRoutes):
     """Fake huggingface.co + CDN. ``with FakeHub() as hub:`` or ``hub.start()/stop()``."""
 
     def __init__(
@@ -78,6 +78,7 @@ class FakeHub(ApiRoutes):
         tokens: Iterable[str] | None = None,
         block_size: int = 256 * 1024,
         host: str = "127.0.0.1",
+        per_connection_rate: float | None = None,
     ) -> None:
         self.page_size = page_size  # tree/commits page size (the Hub uses 1000)
         self.expand_page_size = expand_page_size  # tree page size with expand=true (Hub: 50)
@@ -92,6 +93,9 @@ class FakeHub(ApiRoutes):
         self.tokens = None if tokens is None else set(tokens)  # None: every token is a valid user
         self.block_size = block_size
         self.host = host
+        #: bytes per second each answer's body is paced at (None: as fast as it goes): a CDN
+        #: that caps every connection, as real ones do (tens to hundreds of MB/s)
+        self.per_connection_rate = per_connection_rate
         self._secret = hashlib.sha256(b"fake-hub-cdn-signing-key").digest()
         self._lock = threading.RLock()
         self._repos: dict[tuple[str, str], Repo] = {}
@@ -314,6 +318,8 @@ class FakeHub(ApiRoutes):
             with self._lock:
                 self._log.append(record)
             plan = self._take_faults(record)
+            if self.per_connection_rate:
+                plan.rate = min(plan.rate or self.per_connection_rate, self.per_connection_rate)
             request[REC], request[PLAN] = record, plan
             if plan.latency:
                 await asyncio.sleep(plan.latency)

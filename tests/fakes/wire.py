@@ -74,6 +74,9 @@ class Fault:
     * ``stall``/``stall_at``: pause ``stall`` seconds once ``stall_at`` body bytes were sent
       (headers are flushed first);
     * ``slow``: throttle the body to this many bytes per second;
+    * ``rate``: pace the body at this many bytes per second from its first byte, as a CDN
+      caps each connection (`FakeHub` ``per_connection_rate`` sets it on every answer; a
+      connection carries one answer at a time, so this is the connection's speed);
     * ``corrupt``: flip the last byte of every written block (length unchanged);
     * ``wrong_length``: send ``size + wrong_length`` body bytes; ``Content-Length`` stays the
       true size and the connection is closed after them, unless ``wrong_length_header`` makes
@@ -92,6 +95,7 @@ class Fault:
     stall: float = 0.0
     stall_at: int = 0
     slow: int | None = None
+    rate: float | None = None
     corrupt: bool = False
     wrong_length: int = 0
     wrong_length_header: bool = False
@@ -119,6 +123,8 @@ def merge_faults(faults: list[Fault]) -> Fault:
             plan.stall, plan.stall_at = f.stall, f.stall_at
         if f.slow is not None:
             plan.slow = min(f.slow, plan.slow or f.slow)
+        if f.rate is not None:
+            plan.rate = min(f.rate, plan.rate or f.rate)
         if f.wrong_length and not plan.wrong_length:
             plan.wrong_length, plan.wrong_length_header = f.wrong_length, f.wrong_length_header
         plan.corrupt |= f.corrupt
@@ -154,6 +160,8 @@ async def pump(
     limit = None if length is None or plan.wrong_length >= 0 else length + plan.wrong_length
     stall_pending = plan.stall > 0
     sent = 0
+    loop = asyncio.get_running_loop()
+    paced_from: float | None = None  # loop time of the first body byte (``rate``)
 
     def account(n: int) -> None:
         nonlocal sent
@@ -178,14 +186,23 @@ async def pump(
             if plan.drop_after is not None and sent >= plan.drop_after:
                 return abort()
             step = min(len(view), max(1, plan.slow // 20)) if plan.slow else len(view)
+            if plan.rate:
+                step = min(step, max(1 << 16, int(plan.rate // 100)))  # ~10 ms of bytes at a time
             for boundary in (plan.drop_after, limit, plan.stall_at if stall_pending else None):
                 if boundary is not None and sent < boundary < sent + step:
                     step = boundary - sent
             piece, view = view[:step], view[step:]
+            if plan.rate and paced_from is None:
+                paced_from = loop.time()
             account(len(piece))
             await response.write(piece)
             if plan.slow:
                 await asyncio.sleep(len(piece) / plan.slow)
+            if plan.rate and paced_from is not None:
+                # by the deadline, not by the piece: time spent writing counts too
+                ahead = paced_from + sent / plan.rate - loop.time()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
     if stall_pending:
         await asyncio.sleep(plan.stall)
     if plan.wrong_length and length is not None:

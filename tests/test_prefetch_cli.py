@@ -1,0 +1,306 @@
+"""``hoard prefetch`` as operators run it: several addresses of any source, manifests (-f),
+failures that do not stop the rest, resuming after a kill, progress on a terminal, and warming
+a running ``hoard serve`` (--upstream) instead of the local store.
+
+Real ``hoard`` processes against fake origins (`FakeHub`, `FakeGateway`); no test sleeps to
+synchronise (`wait_for` polls what the product reaches).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hoard.store.config import StoreConfig
+from hoard.store.store import Store
+
+from .fakes.arweave import FakeGateway
+from .fakes.content import Content
+from .fakes.hub import FakeHub
+from .harness import ServeProcess, serve_env, wait_for
+
+MiB = 1 << 20
+HOARD = [sys.executable, "-m", "hoard.cli.main"]
+TOKEN = "hf_clarifai_secret_0123456789"
+WEIGHTS = Content("prefetch-weights", 3 * MiB + 17)
+ONNX = Content("prefetch-onnx", 200_000)
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[FakeHub]:
+    with FakeHub() as fake:
+        fake.add_repo("org/model", {"config.json": b'{"a": 1}', "model.safetensors": WEIGHTS, "model.onnx": ONNX})
+        fake.add_repo("org/other", {"config.json": b'{"b": 2}', "weights.bin": Content("other", 300_000)})
+        fake.add_repo("org/secret", {"config.json": b'{"s": 1}', "w.safetensors": Content("secret", 400_000)},
+                      private=True, allowed_tokens=[TOKEN])
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def fresh(hub: FakeHub) -> Iterator[None]:
+    hub.resume()
+    hub.clear_faults()
+    hub.clear_log()
+    yield
+    hub.resume()
+    hub.clear_faults()
+
+
+def cli(home: Path, *args: str, hub: FakeHub | None = None, env: dict[str, str] | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    base = dict(env or serve_env(), HOARD_HOME=str(home))
+    if hub is not None:
+        base["HOARD_HF_ENDPOINT"] = hub.url
+    proc = subprocess.run([*HOARD, *args], env=base, capture_output=True, text=True, timeout=180)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hoard {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def cli_json(home: Path, *args: str, **kw: Any) -> Any:
+    return json.loads(cli(home, *args, "--json", **kw).stdout)
+
+
+def states(doc: dict[str, Any]) -> dict[str, str]:
+    return {f"{f['repo']}/{f['path']}": f["state"] for f in doc["files_detail"]}
+
+
+# -- several addresses, of several sources ------------------------------------------------------
+
+
+def test_several_addresses_of_any_source_and_model_ids(hub: FakeHub, tmp_path: Path) -> None:
+    with FakeGateway() as gw:
+        a, b, c = Content("ar-a", 90_000), Content("ar-b", 60_000), Content("ar-c", 70_000)
+        repo = gw.seed_ritual_repo(gw.wallet("alice"), "trio", {"a.onnx": a, "b.onnx": b, "c.bin": c})
+        ar = f"arweave/{repo.owner}/{repo.name}"
+        home = tmp_path / "home"
+        doc = cli_json(home, "prefetch", f"{ar}:a.onnx,b.onnx", "huggingface/org/model:model.onnx", "org/other",
+                       "--arweave-gateway", gw.url, hub=hub)
+        assert doc["ok"] and doc["failed"] == 0 and doc["repo"] is None  # several repos
+        got = states(doc)
+        assert got == {f"{ar}/a.onnx": "fetched", f"{ar}/b.onnx": "fetched",
+                       "huggingface/org/model/model.onnx": "fetched",
+                       "huggingface/org/other/.gitattributes": "fetched", "huggingface/org/other/config.json": "fetched",
+                       "huggingface/org/other/weights.bin": "fetched"}
+        assert doc["files"] == 6 and doc["fetched"] == 6
+        assert gw.tx_bytes_sent.get(repo.files["c.bin"].txid, 0) == 0  # only the named files
+        assert hub.count("model.safetensors", origin="cdn") == 0
+        assert [t["address"] for t in doc["targets"]] == [f"{ar}:a.onnx,b.onnx"] * 2 + [
+            "huggingface/org/model:model.onnx", "org/other"]
+
+        # again: everything is present, nothing is fetched
+        gw_before, hub_before = gw.bytes_sent, hub.bytes_sent["cdn"]
+        again = cli_json(home, "prefetch", f"{ar}:a.onnx,b.onnx", "org/other", "--arweave-gateway", gw.url, hub=hub)
+        assert (again["fetched"], again["cached"]) == (0, 5) and set(states(again).values()) == {"present"}
+        assert gw.bytes_sent == gw_before and hub.bytes_sent["cdn"] == hub_before
+        text = cli(home, "prefetch", "org/other", hub=hub).stdout
+        assert "huggingface/org/other@" in text and "3 already present" in text
+
+
+def test_failures_are_reported_and_the_rest_is_still_fetched(hub: FakeHub, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    proc = cli(home, "prefetch", "org/does-not-exist", "org/other", "huggingface/org/model:nope.onnx", "--json",
+               hub=hub, check=False)
+    assert proc.returncode == 3, proc.stderr  # both failures are "not found": that exit code
+    doc = json.loads(proc.stdout)
+    assert doc["fetched"] == 3 and doc["failed"] == 2 and not doc["ok"]
+    failed = {t["address"]: t["kind"] for t in doc["targets"] if t["error"]}
+    assert set(failed) == {"org/does-not-exist", "huggingface/org/model:nope.onnx"}
+    assert "org/does-not-exist" in proc.stderr and "nope.onnx" in proc.stderr
+    assert {f["path"] for f in cli_json(home, "ls", "huggingface/org/other")["files"] if f["blake3"]} == {
+        ".gitattributes", "config.json", "weights.bin"}
+
+    # failures of different kinds (not found, an origin that cannot be reached): exit 1
+    unreachable = "arweave/" + "A" * 43 + "/repo"
+    mixed = cli(home, "prefetch", unreachable, "org/does-not-exist", "--arweave-gateway", "http://127.0.0.1:9",
+                hub=hub, check=False)
+    assert mixed.returncode == 1 and unreachable in mixed.stderr and "org/does-not-exist" in mixed.stderr
+    alone = cli(home, "prefetch", unreachable, "--arweave-gateway", "http://127.0.0.1:9", check=False)
+    assert alone.returncode == 6, alone.stderr
+
+
+# -- manifests ------------------------------------------------------------------------------------
+
+
+def test_list_file_and_clarifai_config_with_a_token_for_one_repo(hub: FakeHub, tmp_path: Path) -> None:
+    listing = tmp_path / "models.txt"
+    listing.write_text("# the fleet's models\n\norg/other   # a bare Hub id\nhuggingface/org/model:config.json\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model:\n  id: secret-model\n  user_id: me\n"
+        "checkpoints:\n"
+        "  type: huggingface\n"
+        "  repo_id: org/secret\n"
+        f"  hf_token: {TOKEN}\n"
+        "  when: runtime\n"
+        "  allowed_file_patterns: ['*.safetensors', '*.json']\n"
+    )
+    home = tmp_path / "home"
+    proc = cli(home, "prefetch", "-f", str(listing), "-f", str(config), "--json", hub=hub)
+    doc = json.loads(proc.stdout)
+    assert doc["ok"], doc
+    assert set(states(doc)) == {
+        "huggingface/org/other/.gitattributes", "huggingface/org/other/config.json", "huggingface/org/other/weights.bin",
+        "huggingface/org/model/config.json",
+        "huggingface/org/secret/config.json", "huggingface/org/secret/w.safetensors"}  # no .gitattributes
+    # the token went to the Hub for org/secret only, and nowhere else
+    for r in hub.requests:
+        if r.origin == "hub" and "org/secret" in r.path:
+            assert r.authorization == f"Bearer {TOKEN}", r.path
+        else:
+            assert r.authorization is None, (r.origin, r.path)
+    assert TOKEN not in proc.stdout + proc.stderr
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_ritual_manifest_fetches_exactly_its_files(hub: FakeHub, tmp_path: Path) -> None:
+    with FakeGateway() as gw:
+        files = {"model.onnx": Content("rit-model", 120_000), "extra.bin": Content("rit-extra", 80_000)}
+        repo = gw.seed_ritual_repo(gw.wallet("bob"), "iris", files)
+        unique = f"arweave/{repo.owner}/{repo.name}"
+        manifest = tmp_path / "ritual_manifest.json"
+        manifest.write_text(json.dumps({
+            "files": ["model.onnx"], "repo_id": unique, "artifact_type": "ModelArtifact",
+            "metadata": {"model.onnx": {"id": f"{unique}:model.onnx", "cpu_cores": 2}}}))
+        doc = cli_json(tmp_path / "home", "prefetch", "-f", str(manifest), "--arweave-gateway", gw.url)
+        assert states(doc) == {f"{unique}/model.onnx": "fetched"}
+        assert gw.tx_bytes_sent.get(repo.files["extra.bin"].txid, 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"\x00\x01\x02binary", "blob.bin", "not text"),
+        (b'{"weights": 1}', "thing.json", "not a ritual_manifest.json"),
+        (b"model:\n  id: x\n", "config.yaml", "without a checkpoints: section"),
+        (b"checkpoints:\n  type: s3\n  repo_id: a/b\n", "config.yaml", "only type: huggingface"),
+        (b"# only a comment\n\n", "list.txt", "names no address"),
+        (b"org/ok\nhuggingface/org/../x\n", "list.txt", "not allowed"),
+    ],
+    ids=["binary", "json", "yaml-no-checkpoints", "yaml-s3", "empty-list", "bad-line"],
+)
+def test_a_file_of_no_known_kind_is_a_clear_error(tmp_path: Path, content: bytes, name: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    proc = cli(tmp_path / "home", "prefetch", "-f", str(path), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and proc.stderr.count("\n") == 1
+
+
+# -- resuming, progress ---------------------------------------------------------------------------
+
+
+def _present(home: Path, identity: str) -> int:
+    with Store(StoreConfig(home)) as store:
+        status = store.partial_status(identity)
+        return 0 if status is None else status[0]
+
+
+def test_a_killed_prefetch_resumes_from_the_chunks_stored(hub: FakeHub, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    identity = f"sha256:{WEIGHTS.sha256}"
+    hub.fault(origin="cdn", method="GET", slow=1 * MiB)  # about a second per MiB: a window to kill in
+    env = dict(serve_env(), HOARD_HOME=str(home), HOARD_HF_ENDPOINT=hub.url)
+    proc = subprocess.Popen([*HOARD, "prefetch", "huggingface/org/model", "--include", "*.safetensors",
+                             "--chunk-size", "256KiB"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: _present(home, identity) >= 1 * MiB, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    kept = _present(home, identity)
+    assert 1 * MiB <= kept < WEIGHTS.size
+    hub.clear_faults()
+    hub.clear_log()
+    doc = cli_json(home, "prefetch", "huggingface/org/model", "--include", "*.safetensors", "--chunk-size", "256KiB",
+                   hub=hub)
+    assert doc["ok"] and doc["fetched"] == 1
+    resent = hub.bytes_sent["cdn"]
+    print(f"resumed: {kept} bytes were kept, {resent} of {WEIGHTS.size} fetched again")
+    assert resent <= WEIGHTS.size - kept + 256 * 1024  # at most the chunk in flight again
+    assert cli_json(home, "info", "huggingface/org/model/model.safetensors")["blake3"] == WEIGHTS.blake3
+
+
+def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run with stderr on a pseudo-terminal (as a user at a shell); returns (code, what it drew)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, env=dict(env, COLUMNS="160", TERM="xterm"), stdout=subprocess.PIPE,
+                            stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    drawn = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        elif proc.poll() is not None:
+            break
+    proc.wait(60)
+    os.close(master)
+    return proc.returncode, drawn.decode(errors="replace")
+
+
+def test_progress_on_a_terminal_shows_each_file_and_a_total(hub: FakeHub, tmp_path: Path) -> None:
+    hub.fault(origin="cdn", method="GET", slow=2 * MiB)  # a second or two: the bars get drawn
+    env = dict(serve_env(), HOARD_HOME=str(tmp_path / "home"), HOARD_HF_ENDPOINT=hub.url)
+    code, drawn = _run_on_a_terminal([*HOARD, "prefetch", "org/model", "--chunk-size", "256KiB"], env)
+    assert code == 0, drawn
+    assert "org/model/model.safetensors" in drawn  # the file's own bar
+    assert "prefetch:" in drawn and "file(s)" in drawn  # the total
+    assert "/s" in drawn  # a rate
+
+
+# -- warming a running hoard serve ---------------------------------------------------------------
+
+
+def test_upstream_warms_that_server_and_follows_its_progress(hub: FakeHub, tmp_path: Path) -> None:
+    parent_home, home = tmp_path / "parent", tmp_path / "node"
+    with ServeProcess(parent_home, hub.url, "--admin-token", "s3cret", env=serve_env()) as parent:
+        refused = cli(home, "prefetch", "org/model", "--upstream", parent.url, check=False)
+        assert refused.returncode == 4 and "X-Hoard-Admin-Token" in refused.stderr
+        env = dict(serve_env(), HOARD_ADMIN_TOKEN="s3cret")
+        doc = cli_json(home, "prefetch", "org/model", "org/other:config.json", "--upstream", parent.url, env=env)
+        assert doc["ok"] and doc["upstream"] == [parent.url]
+        sizes = [hub.file("org/model", p).size for p in (".gitattributes", "config.json", "model.safetensors",
+                                                        "model.onnx")] + [hub.file("org/other", "config.json").size]
+        assert doc["files"] == 5 and doc["fetched"] == 5 and doc["bytes"] == doc["done_bytes"] == sum(sizes)
+        assert doc["repo"] is None and {t["repo"] for t in doc["targets"]} == {"huggingface/org/model",
+                                                                              "huggingface/org/other"}
+        # the parent has the files; this node's store was not touched
+        listed = json.loads(subprocess.run([*HOARD, "ls", "huggingface/org/model", "--json", "--home", str(parent_home)],
+                                           capture_output=True, text=True, timeout=60).stdout)
+        assert all(f["blake3"] for f in listed["files"])
+        assert not (home / "blobs").exists() or not any((home / "blobs").rglob("*"))
+        # failures on the server come back with their exit code
+        missing = cli(home, "prefetch", "org/none", "--upstream", parent.url, env=env, check=False)
+        assert missing.returncode == 3 and "org/none" in missing.stderr
+        # --local fills this store through the parent instead
+        local = cli_json(home, "prefetch", "org/other", "--upstream", parent.url, "--local", env=env)
+        assert local["fetched"] == 3 and local["upstream"] == []
+
+
+def test_a_remote_prefetch_draws_the_servers_progress(hub: FakeHub, tmp_path: Path) -> None:
+    hub.fault(origin="cdn", method="GET", slow=2 * MiB)  # a second or two: the bars get drawn
+    with ServeProcess(tmp_path / "parent", hub.url, "--chunk-size", "256KiB", env=serve_env()) as parent:
+        env = dict(serve_env(), HOARD_HOME=str(tmp_path / "node"))
+        code, drawn = _run_on_a_terminal([*HOARD, "prefetch", "org/model", "--upstream", parent.url], env)
+    assert code == 0, drawn
+    assert f"prefetch on {parent.url}" in drawn and "org/model/model.safetensors" in drawn and "/s" in drawn
