@@ -254,16 +254,17 @@ def test_prefetch_processes_share_through_the_bucket(seaweed: Seaweed, hub: Fake
     env = seaweed_env(seaweed, serve_env())
     env.pop("AWS_ENDPOINT_URL")  # given as the flag instead
 
-    def prefetch(home: str) -> None:
+    def prefetch(home: str) -> str:
         done = subprocess.run(
             [sys.executable, "-m", "hoard.cli.main", "prefetch", "huggingface/org/cli", "--home", str(tmp_path / home),
              "--hf-endpoint", hub.url, "--blob-store", f"s3://{bucket}/fleet", "--s3-endpoint", seaweed.endpoint],
             env=env, capture_output=True, text=True, timeout=120,
         )
         assert done.returncode == 0, done.stderr
+        return done.stderr
 
-    prefetch("a")
-    assert f"fleet/aliases/sha256/{data.sha256}" in seaweed.keys(bucket, "fleet/")  # uploaded before it exited
+    log = prefetch("a")
+    assert f"fleet/aliases/sha256/{data.sha256}" in seaweed.keys(bucket, "fleet/"), log  # uploaded before it exited
     before = hub.bytes_sent["cdn"]
     prefetch("b")
     assert hub.bytes_sent["cdn"] == before
