@@ -58,6 +58,8 @@ T = TypeVar("T")
 _READ_BLOCK = 1 << 20  # size of the pieces read back from the store for streaming
 #: longest wait of a file's other chunks for the first bytes of its first one
 _HEAD_START = 0.5
+#: opens of a file whose blob gc removes meanwhile, before giving up
+_OPEN_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -119,16 +121,23 @@ class FetchCore:
         #: called as ``hook(file, b3)`` after this process verified and published a file (the
         #: blob tier uploads it); a hook must not block or raise
         self.on_published: list[Callable[[RemoteFile, str], None]] = []
+        #: called with a file whose whole bytes failed verification (and were discarded)
+        self.on_failed_verification: list[Callable[[RemoteFile], None]] = []
 
     # -- opening ----------------------------------------------------------------------------
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         """Run disk work in a thread. A cancelled caller does not stop the thread, so the
         work is tracked and :meth:`aclose` waits for it before closing anything it uses."""
+        return await self._submit(fn, *args)
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Start ``fn(*args)`` in a thread now and track it (see :meth:`_io`): registered
+        before the caller can be cancelled, so shutdown never closes what it still uses."""
         fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
         self._threads.add(fut)
         fut.add_done_callback(self._threads.discard)
-        return await fut
+        return fut
 
     def _with_room(self, need: int, fn: Callable[..., T], *args: Any) -> T:
         """(In a thread.) ``fn(*args)``; if the store is full and has a size cap, make room
@@ -165,6 +174,13 @@ class FetchCore:
         of = self._files.get(rf.identity)
         if of is not None and of.error is None:
             of.refs += 1
+            if of.b3 is not None and rf.extra_aliases:
+                try:
+                    await self._record_aliases(rf, of.b3)  # this name may be new for it
+                except BaseException:
+                    of.refs -= 1
+                    self._retire(of)
+                    raise
             return of
         task = self._opening.get(rf.identity)
         if task is None:
@@ -184,17 +200,44 @@ class FetchCore:
                 if task.done() and not task.cancelled() and task.exception() is None:
                     self._retire(task.result())  # every waiter was cancelled: let go
 
+    def _open_held(self, rf: RemoteFile) -> tuple[Partial | Published, int | None] | None:
+        """(In a thread.) The file's partial, or its blob with a descriptor already holding
+        it (gc never deletes a blob held open); None if gc removed the blob between the
+        index lookup and the open (the next try finds it gone and starts a partial)."""
+        got = self.store.open_file(rf.identity, rf.size, rf.expected)
+        if not isinstance(got, Published):
+            return got, None
+        fd = self.store.open_blob(got.b3)
+        return None if fd is None else (got, fd)
+
     async def _open_new(self, rf: RemoteFile) -> OpenFile:
-        got = await self._io(self._with_room, rf.size, self.store.open_file, rf.identity, rf.size, rf.expected)
-        of = OpenFile(rf, None, got.b3) if isinstance(got, Published) else OpenFile(rf, got, None)
+        for attempt in range(_OPEN_TRIES):
+            held = await self._io(self._with_room, rf.size, self._open_held, rf)
+            if held is not None:
+                break
+            await asyncio.sleep(0.02 * (attempt + 1))  # gc is deleting it this moment
+        else:
+            raise OriginUnavailable(f"{rf.address}: its blob is being removed; retry")
+        got, blob_fd = held
+        if isinstance(got, Published):
+            of = OpenFile(rf, None, got.b3)
+            of.blob_fd = blob_fd
+        else:
+            of = OpenFile(rf, got, None)
         if of.partial is not None:
             # room for what a paced fill holds ahead of its furthest reader, and a little behind
             of.partial.memory.limit = max(of.partial.memory.limit, self._pace_window + _BEHIND)
             loop = asyncio.get_running_loop()
             of.partial.memory.on_hashed = lambda: call_soon(loop, of.nudge)
-        self._files[rf.identity] = of
         if of.b3 is not None:
-            await self._record_aliases(of.rf, of.b3)
+            try:
+                await self._record_aliases(of.rf, of.b3)
+            except BaseException:
+                if of.blob_fd is not None:  # nobody gets it: let go of the blob
+                    os.close(of.blob_fd)
+                    of.blob_fd = None
+                raise
+        self._files[rf.identity] = of
         return of
 
     async def _record_aliases(self, rf: RemoteFile, b3: str) -> None:
@@ -221,6 +264,8 @@ class FetchCore:
             return  # its done-callback retires the file
         if any(k[0] == of.identity for k in self._chunks):
             return  # read-ahead still running: its task retires the file when it ends
+        if of.commits:
+            return  # a chunk's commit is still writing to the partial: it retires the file
         if self._files.get(of.identity) is of:
             del self._files[of.identity]
         if of.partial is not None:
@@ -296,8 +341,16 @@ class FetchCore:
             poll = min(poll * 2, 0.5)
             await self._io(p.refresh)
 
+    def _committed(self, of: OpenFile, commit: asyncio.Future[list[int]]) -> None:
+        """A chunk's commit thread ended (its outcome is its task's, if still awaited)."""
+        of.commits -= 1
+        if not commit.cancelled():
+            commit.exception()  # retrieved here too: a cancelled waiter may never look
+        self._retire(of)
+
     async def _fill_claimed(self, of: OpenFile, cf: ChunkFetch, writer: ChunkWriter) -> None:
         cf.writer = writer
+        commit: asyncio.Future[list[int]] | None = None
         self.metrics.inc(m.INFLIGHT, 1)
         try:
             try:
@@ -307,11 +360,15 @@ class FetchCore:
                     f"{of.rf.address}: chunk {cf.index} not complete after {self.config.chunk_deadline:.0f}s"
                 ) from None
             # shielded: a cancelled task leaves the commit to finish in its thread (it then
-            # releases the chunk itself); shutdown waits for it
+            # releases the chunk itself); the file is not let go, nor the store closed, before
+            # it ends (of.commits, shutdown waits for the thread)
             need = writer.partial.size - writer.partial.present_bytes
-            bad = await asyncio.shield(asyncio.ensure_future(self._io(self._with_room, need, writer.commit)))
+            commit = self._submit(self._with_room, need, writer.commit)
+            of.commits += 1
+            commit.add_done_callback(lambda f: self._committed(of, f))
+            bad = await asyncio.shield(commit)
         except asyncio.CancelledError:
-            if not writer.committing:
+            if commit is None:
                 writer.abort()
             raise
         except BaseException:
@@ -370,6 +427,11 @@ class FetchCore:
             log.error("%s: %s", of.rf.address, exc)
             if self._files.get(of.identity) is of:
                 del self._files[of.identity]
+            for failed in self.on_failed_verification:
+                try:
+                    failed(of.rf)
+                except Exception as hook_exc:  # noqa: BLE001 - the file's error is what matters
+                    log.warning("%s: after failing verification: %s", of.rf.address, hook_exc)
             raise
         if b3 is not None and of.b3 is None:
             of.b3 = b3
@@ -599,6 +661,11 @@ class FetchCore:
         if of.blob_fd is None:
             assert of.b3 is not None
             of.blob_fd = self.store.open_blob(of.b3)
+            p = of.partial
+            if of.blob_fd is None and p is not None and p.b3 == of.b3:
+                # gc removed the blob's name the moment it was published (gc_grace 0): the
+                # partial's descriptor still holds the verified bytes
+                of.blob_fd = os.dup(p.fd)
             if of.blob_fd is None:
                 # removed (gc, rm, verify) since it was published: the next open fetches again
                 of.error = OriginUnavailable(f"{of.rf.address}: its blob was removed meanwhile; retry")

@@ -65,6 +65,8 @@ class OpenFile:
         self.blob_fd: int | None = None
         #: the one verification-and-publish of this file in flight
         self.finalizing: asyncio.Task[str | None] | None = None
+        #: chunk commits still running in threads (the partial stays open for them)
+        self.commits = 0
         #: the last transient failure, and until when (loop time) reads fail with it at once
         self.failure: BaseException | None = None
         self.failed_until = 0.0

@@ -65,6 +65,7 @@ class Landing(Protocol):
 #: ``Source.read``); a read whose length is not exactly ``remaining`` does not use it
 LANDING: ContextVar[Landing | None] = ContextVar("hoard_landing", default=None)
 _READ_BLOCK = 1 << 20
+_FIRST_BLOCK = 64 << 10
 _MAX_HOPS = 12
 _MAX_LOCATIONS = 1024
 
@@ -160,10 +161,12 @@ async def body_range(resp: Any, start: int, end: int, what: str) -> AsyncIterato
     if landing is not None and (skip or landing.remaining != want):
         landing = None
     buf = memoryview(bytearray(min(_READ_BLOCK, skip + want))) if landing is None else None
+    first = _FIRST_BLOCK  # the first bytes go out at once (time to first byte), then 1 MiB at a time
     while want > 0:
         if landing is not None:
             room = landing.room()[:want]
-            n = await resp.readinto(room, min(len(room), _READ_BLOCK))
+            n = await resp.readinto(room, min(len(room), first))
+            first = _READ_BLOCK
             if n == 0:
                 raise OriginUnavailable(f"{what}: connection closed {want} bytes early")
             want -= n
@@ -172,7 +175,8 @@ async def body_range(resp: Any, start: int, end: int, what: str) -> AsyncIterato
             continue
         assert buf is not None
         room = buf if skip + want >= len(buf) else buf[: skip + want]
-        n = await resp.readinto(room, len(room))
+        n = await resp.readinto(room, min(len(room), first))
+        first = _READ_BLOCK
         if n == 0:
             raise OriginUnavailable(f"{what}: connection closed {want} bytes early")
         lo = min(skip, n)

@@ -450,11 +450,7 @@ class Partial:
                 self.discard()
                 raise IntegrityError(f"{self.alias}: {exc}; partial discarded") from None
             os.fsync(self.fd)
-            aliases = [self.alias]
-            exp = self.rec.expected
-            up = self._hasher.upstream_hex()
-            if exp is not None and exp.prefix and up is not None:
-                aliases.append(f"{exp.kind}:{up}")
+            aliases = [self.alias, *self._hasher.learned_aliases()]
             publish(self.layout, self.index, self.path, b3, self.size, aliases, keep_src=True)
             with self.index.write() as txn:
                 rec = self.index.get_partial(self.alias, txn)
@@ -596,6 +592,8 @@ class ChunkWriter:
         may make room and call ``commit`` again; it must otherwise :meth:`abort`.
         """
         with self._state:
+            if self._buf is None and self.length == 0 and not (self._disposed or self._handed):
+                self._buf = POOL.get(self.partial.chunk_size)  # an empty file: no byte ever asked for one
             buf = self._buf
             if buf is None or self._disposed:
                 raise IntegrityError(f"{self.partial.alias}: chunk {self.index} was abandoned")

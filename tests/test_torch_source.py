@@ -42,20 +42,6 @@ DATA = Content("torch-weights", 3 * CHUNK + 4321)  # four chunks, the last one s
 HOARD_UA = "hoard/"
 
 
-def _needs(change: str) -> pytest.MarkDecorator:
-    """A test of behaviour that needs a change outside this source's files. Strict: it fails
-    (XPASS) the moment the change lands, and the marker goes then."""
-    return pytest.mark.xfail(strict=True, reason=f"needs a change outside the torch source: {change}")
-
-
-needs_rw_mount = _needs("fuse/mount.py mounts without the 'ro' option (the kernel refuses the trusted_list "
-                        "append on a read-only mount; the adapter still answers EROFS to every other write)")
-needs_parent_stat = _needs("proxy/sources/upstream.py implements stat()")
-needs_complete_trees = _needs("proxy/catalog.py looks no path up in a revision whose info says it is complete "
-                              "(Catalog.resolve: `... and not resolved.snapshot.info.get('complete')`)")
-needs_empty_fill = _needs("the fetch core fills empty files again: with the uncommitted fetch-core rework (fine at "
-                          "HEAD 386330b) prefetch of a repo holding one fails with 'chunk 0 was abandoned' (EBADF "
-                          "from store/directio.write_at), whatever the source")
 
 
 @pytest.fixture(scope="module")
@@ -358,7 +344,6 @@ def test_prefetch_a_folder_of_a_hub_repo(gh: FakeGitHub, weights: FakeTorchWeigh
     assert (out["files"], out["fetched"]) == (2, 2)
 
 
-@needs_empty_fill
 def test_prefetch_of_a_hub_repo_with_an_empty_init(gh: FakeGitHub, weights: FakeTorchWeights, tmp_path: Path) -> None:
     add_hub_repo(gh, "fakeorg/emptyinit", weights.add_weights("emptynet", DATA))  # tinynet/__init__.py is empty
     out = json.loads(cli(tmp_path / "home", "prefetch", "torch/hub/fakeorg_emptyinit_main", *flags(gh, weights),
