@@ -167,7 +167,7 @@ def ingest_file(
     finally:
         os.close(in_fd)
         os.close(out_fd)
-    aliases = list(aliases)
+    aliases = [*aliases, *hasher.learned_aliases()]
     if expected is not None and expected.alias:
         aliases.append(expected.alias)
     _publish_or_drop(layout, index, tmp, b3, size, aliases)
@@ -222,7 +222,7 @@ def ingest_bytes(
     hasher = ContentHasher(len(data), expected)
     hasher.update(data)
     b3 = hasher.finish()
-    aliases = list(aliases)
+    aliases = [*aliases, *hasher.learned_aliases()]
     if expected is not None and expected.alias:
         aliases.append(expected.alias)
     with gc_lock(layout.gc_lock, exclusive=False):  # gc cannot delete it between look and alias

@@ -53,12 +53,15 @@ class ContentHasher:
         self.count = 0
         self._b3 = new_blake3()
         self._up: Any = None
-        if expected is not None:
-            if expected.kind == "sha256":
-                self._up = hashlib.sha256()
-            elif expected.kind == "gitsha1":
-                self._up = hashlib.sha1(b"blob %d\0" % size)
-            # kind "blake3": the BLAKE3 we compute anyway is compared
+        if expected is None:
+            # nothing promised: the sha256 is still worth knowing (the Hub, Repr-Digest and
+            # most manifests name content by it), and costs less now than hashing again later
+            self._up = hashlib.sha256()
+        elif expected.kind == "sha256":
+            self._up = hashlib.sha256()
+        elif expected.kind == "gitsha1":
+            self._up = hashlib.sha1(b"blob %d\0" % size)
+        # kind "blake3": the BLAKE3 we compute anyway is compared
 
     def update(self, data: bytes | memoryview) -> None:
         """Feed the next bytes of the file (the caller keeps them unchanged until it returns)."""
@@ -76,6 +79,17 @@ class ContentHasher:
 
     def upstream_hex(self) -> str | None:
         return None if self._up is None else self._up.hexdigest()
+
+    def learned_aliases(self) -> list[str]:
+        """(After :meth:`finish`.) Aliases the bytes earned beyond the expected one: the whole
+        hash behind a prefix expectation, or the sha256 of content nothing promised a hash for."""
+        up = self.upstream_hex()
+        exp = self.expected
+        if up is None:
+            return []
+        if exp is None:
+            return [f"sha256:{up}"]
+        return [f"{exp.kind}:{up}"] if exp.prefix else []
 
     def finish(self) -> str:
         if self.count != self.size:

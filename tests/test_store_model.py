@@ -53,6 +53,8 @@ class StoreMachine(RuleBasedStateMachine):
         b3, size = self.store.add_bytes(data, aliases=[name])
         assert size == len(data)
         self.model[name] = data
+        # content published with no promised hash is named by its sha256 too
+        self.model["sha256:" + hashlib.sha256(data).hexdigest()] = data
 
     @rule(data=contents, order=st.randoms(use_true_random=False))
     def fill_partial(self, data: bytes, order) -> None:  # type: ignore[no-untyped-def]

@@ -42,14 +42,6 @@ DATA = Content("url-source", 5 * CHUNK + 12_345)  # six chunks, the last one sho
 
 
 
-def _needs(change: str) -> pytest.MarkDecorator:
-    """A test of behaviour that needs a change outside this source's modules. Strict: it
-    fails (XPASS) the moment the change lands, and the marker goes then."""
-    return pytest.mark.xfail(strict=True, reason=f"needs a change outside the url source: {change}")
-
-
-needs_parent_stat = _needs("proxy/sources/upstream.py implements stat()")
-needs_published_sha256 = _needs("store/partial.py records the sha256 of content published without an expected hash")
 
 
 @pytest.fixture
@@ -253,7 +245,6 @@ def test_the_first_complete_fetch_verifies_later_ones(origin: FakeURLOrigin, tmp
         assert reads and all(r.headers.get("if-unmodified-since") for r in reads)
 
 
-@needs_published_sha256
 def test_the_sha256_is_recorded_when_first_published(origin: FakeURLOrigin, tmp_path: Path) -> None:
     """Without hashing the blob again at revalidation: the store names the blob by its sha256
     as it publishes it."""
