@@ -47,6 +47,7 @@ log = logging.getLogger("hoard.bucket")
 
 _REPLANS = 3  # plans tried for one read before the origin alone is asked
 _MISS_TTL = 30.0  # seconds an "origin" plan stands before the bucket is asked again
+_BAD_TTL = 600.0  # ... and after a file made from the bucket failed verification
 _MAX_PLANS = 4096
 
 
@@ -299,6 +300,24 @@ class BucketSource(Source):
         except HoardError as exc:  # Lapsed, a store gone mid-read, ...
             raise _BucketFailed(str(exc)) from None
 
+    # -- after verifying --------------------------------------------------------------------
+
+    def failed_verification(self, rf: RemoteFile) -> None:
+        """The fetch core found ``rf``'s whole file wrong (its hash or length) and discarded
+        it. If its bytes came from the bucket (a forged or damaged copy whose block digests
+        were forged along), the copy is not read again here, and the file comes from the
+        origin for a while: one bad object must not fail a file over and over."""
+        plan = self._plans.pop(rf.identity, None)
+        if plan is None or plan.kind == "origin":
+            return
+        if plan.lease is not None:  # leading a fill with bytes that proved wrong: drop its pieces
+            self._background(plan.lease.release(clean=True))
+        if plan.kind == "lead":
+            return  # the origin's own bytes were wrong: the core's error says so
+        if plan.kind == "blob" and plan.blob is not None:
+            self.tier.report_bad(plan.blob.b3, "the file made from it failed verification")
+        self._plans[rf.identity] = _Plan("origin", until=asyncio.get_running_loop().time() + _BAD_TTL)
+
     # -- after publishing -------------------------------------------------------------------
 
     def published(self, rf: RemoteFile, b3: str) -> None:
@@ -340,5 +359,18 @@ def published_hook(sources: Mapping[str, Source]) -> Callable[[RemoteFile, str],
         src = sources.get(rf.source)
         if isinstance(src, BucketSource):
             src.published(rf, b3)
+
+    return hook
+
+
+def failed_hook(sources: Mapping[str, Source]) -> Callable[[RemoteFile], None] | None:
+    """The fetch core's ``on_failed_verification`` callback for these sources, if any is bucketed."""
+    if not any(isinstance(s, BucketSource) for s in sources.values()):
+        return None
+
+    def hook(rf: RemoteFile) -> None:
+        src = sources.get(rf.source)
+        if isinstance(src, BucketSource):
+            src.failed_verification(rf)
 
     return hook

@@ -40,11 +40,14 @@ from urllib.parse import quote
 
 import blake3
 
-from hoard.store.errors import HoardError, IntegrityError
+from hoard.store.errors import HoardError, IntegrityError, OriginUnavailable
 from hoard.store.store import Store
 from hoard.store.untrusted import is_hex
 
 from .bucket import Bucket
+
+#: waits between attempts of a background upload that failed transiently
+_UPLOAD_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 __all__ = ["BucketTier", "BucketBlob", "BadCopy", "BLOCK", "bucket_alias"]
 
@@ -214,10 +217,22 @@ class BucketTier:
         return task
 
     async def _upload_logged(self, b3: str, aliases: list[str]) -> None:
-        try:
-            await self.upload(b3, aliases)
-        except HoardError as exc:
-            log.warning("blob store: uploading %s failed: %s", b3, exc)
+        """Upload, retrying what S3 calls transient (500, 503 SlowDown, a dropped connection)
+        with backoff for about 15 s: the upload is off every reader's path, so patience here
+        costs nothing and saves the fleet an origin download."""
+        for delay in (*_UPLOAD_BACKOFF, None):
+            try:
+                await self.upload(b3, aliases)
+                return
+            except OriginUnavailable as exc:
+                if delay is None:
+                    log.warning("blob store: uploading %s failed: %s", b3, exc)
+                    return
+                log.info("blob store: uploading %s: %s; again in %.1f s", b3, exc, delay)
+                await asyncio.sleep(delay)
+            except HoardError as exc:
+                log.warning("blob store: uploading %s failed: %s", b3, exc)
+                return
 
     async def upload(self, b3: str, aliases: Iterable[str]) -> bool:
         """Put a published local blob, its digests and its aliases in the bucket (in that

@@ -29,7 +29,7 @@ from .origin import Credentials, Source
 from .reader import RangeReader
 from .sources import BuildContext, all_settings, load_all
 from .bucket import BlobStoreConfig
-from .bucket_source import published_hook
+from .bucket_source import failed_hook, published_hook
 from .sources.upstream import ParentHoard
 
 __all__ = ["ProxyConfig", "Services", "open_services"]
@@ -175,12 +175,19 @@ async def open_services(config: ProxyConfig, store: Store) -> Services:
     metrics = Metrics()
     fetch = config.fetch_config
     http = HttpClient(config.http, origin_connections=fetch.origin_connections)
-    sources = build_sources(config, http, RangeReader(http), store)
+    try:
+        sources = build_sources(config, http, RangeReader(http), store)
+    except BaseException:
+        await http.close()  # a source that cannot be built (bad setting): no session left open
+        raise
     catalog = Catalog(store, sources, refs_ttl=config.refs_ttl, access_ttl=config.access_ttl)
     core = FetchCore(store, sources, fetch, metrics)
     hook = published_hook(sources)
     if hook is not None:
         core.on_published.append(hook)  # the blob tier uploads what this node publishes
+    failed = failed_hook(sources)
+    if failed is not None:
+        core.on_failed_verification.append(failed)  # ... and stops reading a copy that proved bad
     svc = Services(config, store, http, sources, catalog, core, metrics)
     svc.start_maintenance(store.config.access_flush_interval)
     return svc

@@ -100,7 +100,11 @@ class Seaweed:
             "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
             "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}", "-s3.port.iceberg=0",
             "-s3.port.lance=0", f"-s3.config={self.config}", "-master.telemetry=false",
-            "-master.volumeSizeLimitMB=1024", "-volume.max=0", "-metricsPort=0",
+            "-master.volumeSizeLimitMB=1024", "-metricsPort=0",
+            # a volume count, not "auto" (0): auto sizes it by the free disk, and every bucket is a
+            # collection that takes 7 volumes, so on a small disk the third bucket's writes fail
+            # with 500 InternalError. Volumes are sparse files: a high count costs nothing.
+            "-volume.max=5000",
         ]
 
     def start(self) -> Seaweed:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from hoard.store.store import Store
 from .fakes.content import Content
 from .fakes.hub import FakeHub
 from .harness import ProxyThread, serve_env, wait_for
-from .httpcalls import raw
+from .httpcalls import call, raw
 from .seaweed import Seaweed, seaweed, seaweed_env  # noqa: F401 - the fixture
 
 MiB = 1 << 20
@@ -129,6 +130,37 @@ def test_a_bad_object_is_refused_refetched_from_the_origin_and_rewritten(
         assert hub.bytes_sent["cdn"] - before == data.size  # refetched from the origin
         assert f"blobs/{data.blake3} is bad" in caplog.text  # and reported
         wait_for(lambda: seaweed.get(bucket, key) == data.read())  # the copy is rewritten
+
+
+def test_a_forged_copy_fails_one_read_then_the_origin_serves(
+    seaweed: Seaweed, hub: FakeHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Other bytes under the blob's key with block digests forged to match them: each block
+    checks, only the whole file's hash tells. That read fails; the next ones do not use the copy."""
+    data = Content("fleet-forged", 3 * MiB)
+    hub.add_repo("org/forged", {"model.safetensors": data})
+    bucket = seaweed.make_bucket()
+    with node(tmp_path, "a", hub, seaweed, bucket) as a:
+        get(a.url, "/v1/files/huggingface/org/forged/model.safetensors")
+        wait_for(lambda: uploaded(seaweed, bucket, data.sha256))
+    forged = Content("forged-model", data.size).read()
+    blocks = b"".join(blake3.blake3(forged[i : i + BLOCK]).digest() for i in range(0, len(forged), BLOCK))
+    seaweed.put(bucket, f"blobs/{data.blake3}", forged)
+    doc = {"b3": data.blake3, "size": data.size, "block": BLOCK, "blake3": blocks.hex()}
+    seaweed.put(bucket, f"digests/{data.blake3}", json.dumps(doc).encode())
+    before = hub.bytes_sent["cdn"]
+    caplog.set_level(logging.WARNING, logger="hoard.bucket")
+    url = "/v1/files/huggingface/org/forged/model.safetensors"
+    with node(tmp_path, "b", hub, seaweed, bucket) as b:
+        first = call("GET", b.url + url)
+        assert first.error is not None or first.status != 200, "forged bytes were served whole"
+        assert first.body != data.read() and hub.bytes_sent["cdn"] == before
+        for _ in range(2):  # not again: the origin's bytes, verified
+            again = call("GET", b.url + url)
+            assert (again.status, again.error, again.body == data.read()) == (200, None, True)
+        assert hub.bytes_sent["cdn"] - before == data.size
+        assert f"blobs/{data.blake3} is bad" in caplog.text
+        wait_for(lambda: seaweed.get(bucket, f"blobs/{data.blake3}") == data.read())  # and rewritten
 
 
 def test_a_store_that_dies_mid_file_leaves_the_rest_to_the_origin(
