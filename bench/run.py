@@ -17,7 +17,7 @@ import time
 
 from .common import RESULTS, ROOT
 
-BENCHMARKS = ("ingest", "index_scale", "proxy_hit", "proxy_cold", "olah_compare", "mount_read", "soak")
+BENCHMARKS = ("ingest", "index_scale", "proxy_hit", "proxy_cold", "olah_compare", "mount_read", "fleet", "soak")
 
 
 def _verdict(met: bool | None) -> str:
@@ -55,6 +55,9 @@ def _key_numbers(doc: dict) -> str:  # type: ignore[type-arg]
                     f"{w['blob_MiBps']:,.0f} MiB/s (mount/blob); lazy TTFB {lz['mount']['ttfb_s'] * 1e3:.1f}/"
                     f"{lz['direct']['ttfb_s'] * 1e3:.1f} ms; cold open/lazy/hf {m['cold.open']['seconds']:.2f}/"
                     f"{m['cold.lazy']['seconds']:.2f}/{m['cold.hf']['seconds']:.2f} s")
+        if name == "fleet":
+            return (f"cold fleet origin x{m['cold']['origin_x']:.3f}; warm {m['warm']['per_node_MiBps']:,.0f} MiB/s a node "
+                    f"vs plain GET {m['plain_get']['n_aggregate_MiBps'] / doc['params']['nodes']:,.0f}, TTFB {m['warm']['ttfb_s'] * 1e3:.0f} ms")
     except (KeyError, TypeError, ValueError):
         pass
     return ""

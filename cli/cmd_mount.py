@@ -87,12 +87,14 @@ def mount_origins(settings: Settings) -> dict[str, list[str]]:
     for name, spec in specs.items():
         if not spec.info.has_origin:
             continue
-        out[name] = _urls(settings, specs[_BORROWS.get(name, name)].settings) or ["the host each address names"]
+        declared = tuple(d for other in _BORROWS.get(name, (name,)) for d in specs[other].settings)
+        out[name] = list(dict.fromkeys(_urls(settings, declared))) or ["the host each address names"]
     return out
 
 
-#: sources whose files come from another source's hosts (the ONNX hub reads GitHub's)
-_BORROWS = {"onnx": "github"}
+#: sources whose files come from other sources' hosts too (the ONNX hub reads GitHub's;
+#: torch hub repos are GitHub repos, its weights come from its own host)
+_BORROWS = {"onnx": ("github",), "torch": ("torch", "github")}
 
 
 def _urls(settings: Settings, declared: tuple[Setting, ...]) -> list[str]:

@@ -166,7 +166,7 @@ def test_at_the_cap_idle_connections_go_first(hub: FakeHub, tmp_path: Path) -> N
         wait_for(lambda: fds(px) >= baseline + 2 * stuck_n, timeout=30)  # each sending its blob
         idle = [idle_client(stack, px) for _ in range(idle_n)]  # 55 > 40: room must be made
         assert download(px.url + blob) == BLOB.read()  # and once more for this client
-        wait_for(lambda: sum(map(closed_by_server, idle)) >= stuck_n + idle_n + 1 - cap, timeout=10)
+        wait_for(lambda: sum(map(closed_by_server, idle)) >= stuck_n + idle_n + 1 - cap, timeout=60)
         closed = [closed_by_server(s) for s in idle]
         print(f"\nclosed at the cap: {sum(closed)} of {idle_n} idle connections, "
               f"{sum(tcp_state(s) != TCP_ESTABLISHED for s in stuck)} of {stuck_n} stuck ones")
