@@ -80,6 +80,9 @@ class BufferPool:
         #: buffers let go instead of pooled because a view of them was still alive
         self.viewed = 0
         self._free: dict[int, list[mmap.mmap]] = {}
+        #: buffers returned while a view of them was alive (a response still sending from it):
+        #: looked at again before a new buffer is mapped, and reused once the view is gone
+        self._later: list[mmap.mmap] = []
         self._idle: set[int] = set()  # ids of pooled buffers: a buffer is never pooled twice
         self._lock = threading.Lock()
         self._refilling: set[int] = set()  # sizes a background refill is under way for
@@ -91,7 +94,7 @@ class BufferPool:
         cap = max(ALIGN, -(-size // ALIGN) * ALIGN)
         with self._lock:
             free = self._free.setdefault(cap, [])
-            buf = free.pop() if free else None
+            buf = free.pop() if free else self._released(cap)
             if buf is not None:
                 self._idle.discard(id(buf))
             else:
@@ -127,8 +130,11 @@ class BufferPool:
                     with self._lock:
                         if len(self._free.get(cap, ())) >= min(self.reserve, self.max_idle):
                             break
-                        self.created += 1
-                    buf = _fresh(cap)
+                        buf = self._released(cap)
+                        if buf is None:
+                            self.created += 1
+                    if buf is None:
+                        buf = _fresh(cap)
                     with self._lock:
                         self._free.setdefault(cap, []).append(buf)
                         self._idle.add(id(buf))
@@ -138,11 +144,26 @@ class BufferPool:
                 with self._lock:
                     self._refilling.discard(cap)
 
+    def _released(self, cap: int) -> mmap.mmap | None:
+        """(Under the lock.) A buffer of ``cap`` bytes put back while viewed whose views are
+        gone now; buffers still viewed stay listed (dropped ones unmap with their last view)."""
+        for i, buf in enumerate(self._later):
+            if buf.closed:
+                continue
+            if len(buf) == cap and _unviewed(buf):
+                del self._later[i]
+                return buf
+        self._later = [b for b in self._later if not b.closed]
+        return None
+
     def put(self, buf: mmap.mmap) -> None:
         if buf.closed:
             return
         if not _unviewed(buf):
             self.viewed += 1
+            with self._lock:
+                if len(self._later) < self.max_idle and all(b is not buf for b in self._later):
+                    self._later.append(buf)  # else let go: unmapped with its last view
             return
         with self._lock:
             if id(buf) in self._idle:

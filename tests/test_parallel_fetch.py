@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import mmap
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,8 +47,8 @@ from hoard.store.directio import BufferPool
 from hoard.store.errors import OriginUnavailable, UsageError
 from tests.fakes.content import Content
 from tests.fakes.hub import FakeHub
-from tests.harness import ProxyThread, wait_for
-from tests.httpcalls import Got, call
+from tests.harness import ProxyThread, ServeProcess, serve_env, wait_for
+from tests.httpcalls import Got, call, raw
 
 MiB = 1 << 20
 CHUNK = 1 * MiB
@@ -411,6 +412,19 @@ def test_a_buffer_still_viewed_is_never_reused() -> None:
     assert pool.get(CHUNK) is other  # no view of it: reused
 
 
+def test_a_buffer_put_back_while_viewed_is_reused_once_the_view_is_gone() -> None:
+    """A response still sending from a chunk's buffer must not cost a fresh map (2,048 page
+    faults) for every chunk: the buffer comes back once the response let go of it."""
+    pool = BufferPool(max_idle=4, reserve=0)
+    buf = pool.get(CHUNK)
+    view = memoryview(buf)[:5]
+    pool.put(buf)
+    assert pool.get(CHUNK) is not buf  # viewed: not handed out
+    view.release()
+    created = pool.created
+    assert pool.get(CHUNK) is buf and pool.created == created  # the view is gone: reused, no new map
+
+
 def test_chunk_memory_stays_bounded_and_keeps_what_the_hasher_needs() -> None:
     used = BUDGET.used
     mem = ChunkMemory(CHUNK, 10 * CHUNK, limit=3)
@@ -460,3 +474,38 @@ def test_origin_connections_from_flag_env_and_config(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         FetchConfig(origin_connections=0)
     assert FetchConfig(origin_connections=6).ahead == 5 and FetchConfig(origin_connections=6).fill_width == 6
+
+
+# -- across processes ------------------------------------------------------------------------------
+
+
+def metric(base: str, name: str) -> int:
+    """The sum of a counter's series at a running ``hoard serve`` (its /metrics)."""
+    status, _, body = raw("GET", f"{base}/metrics")
+    assert status == 200
+    found = re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body.decode(), re.M)
+    return sum(int(float(v)) for v in found)
+
+
+def test_two_processes_on_one_home_fetch_each_chunk_once_over_parallel_connections(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    """Two ``hoard serve`` processes on one home, each with four ranged connections, asked for
+    the same cold multi-chunk file at once: the store's chunk locks make one of them fetch
+    each chunk while the other waits for it, so both send every byte and the origin sends each
+    byte once. Both answering it as a cache miss proves the two requests overlapped: a file
+    is published before its response ends, so a later request would have been a hit."""
+    home = tmp_path / "home"
+    flags = ("--chunk-size", "1MiB", "--origin-connections", "4")
+    with ServeProcess(home, hub.url, *flags, env=serve_env()) as one, \
+            ServeProcess(home, hub.url, *flags, env=serve_env()) as two:
+        path = "/org/model/resolve/main/model.safetensors"
+        got, peak = fetch_watching(hub, one.url + path, two.url + path)
+        for g in got:
+            assert (g.status, g.error) == (200, None) and g.body == MODEL.read(), "exact bytes to both clients"
+        misses = [metric(p.url, "hoard_cache_misses_total") for p in (one, two)]
+        origin = hub.bytes_sent["cdn"]
+        print(f"origin bytes for two processes: {origin} for a file of {MODEL.size} "
+              f"({origin / MODEL.size:.3f}x); misses {misses}; peak ranged requests {peak}")
+        assert misses == [1, 1], "both requests must have found the file cold"
+        assert origin == MODEL.size, "each byte from the origin once, across both processes"
