@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,41 @@ def test_help_lists_every_command(hoard_env: dict[str, str]) -> None:
     assert "HOARD_HOME" in hoard(hoard_env, "gc", "--help").stdout
     for cmd in ("serve", "mount"):  # the size budget of a running proxy or mount
         assert "HOARD_MAX_SIZE" in hoard(hoard_env, cmd, "--help").stdout, cmd
+
+
+#: the commands that reach origins: each takes every source's settings as flags
+SOURCE_COMMANDS = ("serve", "mount", "prefetch", "ls", "push")
+
+
+def _flat(text: str) -> str:
+    """Help text with click's line wrapping undone (one space between words)."""
+    return " ".join(text.split())
+
+
+def test_help_lists_every_registered_source_and_its_flags(hoard_env: dict[str, str]) -> None:
+    """``hoard --help`` lists the sources of the registry, one row each with its summary; every
+    setting of every source is a flag, with its environment variable, of each command that
+    reaches origins. Nothing is listed by hand: a new source module appears everywhere."""
+    from hoard.proxy.sources import load_all
+
+    registry = load_all()
+    assert {"huggingface", "arweave", "github", "onnx", "torch", "url", "local"} <= set(registry)
+    top = hoard(hoard_env, "--help").stdout
+    assert "Sources:" in top, top
+    section = top.split("Sources:", 1)[1]
+    for name, spec in registry.items():
+        assert spec.info.summary, name
+        assert re.search(rf"^ +{re.escape(name)}(?: |$)", section, re.M), (name, section)
+        assert _flat(spec.info.summary) in _flat(section), name
+    settings = [(spec.name, s) for spec in registry.values() for s in spec.settings]
+    assert len(settings) >= 6  # the Hub, Arweave, GitHub (3), torch, url... declare settings
+    for cmd in SOURCE_COMMANDS:
+        text = _flat(hoard(hoard_env, cmd, "--help").stdout)
+        for source, setting in settings:
+            flag = re.compile(rf"(?<![\w-]){re.escape(setting.flag)}(?![\w-])")
+            assert flag.search(text), f"hoard {cmd} --help lacks {setting.flag} ({source})"
+            shown = re.search(rf"env var: {re.escape(setting.envvar)}[];]", text)
+            assert shown, f"hoard {cmd} --help lacks {setting.envvar} ({source})"
 
 
 def test_add_ls_info_pin_gc_rm(hoard_env: dict[str, str], model_dir: Path) -> None:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -178,6 +179,95 @@ def test_ritual_manifest_fetches_exactly_its_files(hub: FakeHub, tmp_path: Path)
         doc = cli_json(tmp_path / "home", "prefetch", "-f", str(manifest), "--arweave-gateway", gw.url)
         assert states(doc) == {f"{unique}/model.onnx": "fetched"}
         assert gw.tx_bytes_sent.get(repo.files["extra.bin"].txid, 0) == 0
+
+
+def _resolved_names(hub: FakeHub) -> set[str]:
+    """The file names hoard asked the Hub to resolve (``/resolve/<rev>/<path>``)."""
+    return {unquote(r.path).rsplit("/", 1)[1] for r in hub.requests if r.origin == "hub" and "/resolve/" in r.path}
+
+
+def test_exclude_skips_the_files_it_matches(hub: FakeHub, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    doc = cli_json(home, "prefetch", "org/model", "--exclude", "*.safetensors", "--exclude", "*.onnx", hub=hub)
+    assert doc["ok"] and states(doc) == {"huggingface/org/model/.gitattributes": "fetched",
+                                         "huggingface/org/model/config.json": "fetched"}  # fmt: skip
+    # the excluded files were never asked for: not resolved at the Hub, no byte from the CDN
+    assert _resolved_names(hub) == {".gitattributes", "config.json"}
+    assert hub.count(origin="cdn") == 0 and hub.bytes_sent["cdn"] == 0
+    listed = {f["path"]: f["blake3"] for f in cli_json(home, "ls", "huggingface/org/model", hub=hub)["files"]}
+    assert listed["model.safetensors"] is None and listed["model.onnx"] is None and listed["config.json"]
+
+    # the same repo without --exclude: what was skipped is fetched now, the rest is present
+    hub.clear_log()
+    doc = cli_json(home, "prefetch", "org/model", hub=hub)
+    assert states(doc) == {"huggingface/org/model/.gitattributes": "present",
+                           "huggingface/org/model/config.json": "present",
+                           "huggingface/org/model/model.safetensors": "fetched",
+                           "huggingface/org/model/model.onnx": "fetched"}  # fmt: skip
+    assert hub.bytes_sent["cdn"] == WEIGHTS.size + ONNX.size
+
+    # a model id names its files: no glob applies to it
+    refused = cli(home, "prefetch", "huggingface/org/model:model.onnx", "--exclude", "*.onnx", hub=hub, check=False)
+    assert refused.returncode == 2 and "model id names its files" in refused.stderr
+
+
+def test_clarifai_ignore_file_patterns_exclude_with_the_command_line_ones(hub: FakeHub, tmp_path: Path) -> None:
+    """A Clarifai config's ``ignore_file_patterns`` skip files as --exclude does, and add to it."""
+    config = tmp_path / "config.yaml"
+    config.write_text("checkpoints:\n  type: huggingface\n  repo_id: org/model\n"
+                      "  ignore_file_patterns: ['*.onnx']\n")  # fmt: skip
+    doc = cli_json(tmp_path / "home", "prefetch", "-f", str(config), "--exclude", "*.json", hub=hub)
+    assert doc["ok"] and states(doc) == {"huggingface/org/model/.gitattributes": "fetched",
+                                         "huggingface/org/model/model.safetensors": "fetched"}  # fmt: skip
+    assert _resolved_names(hub) == {".gitattributes", "model.safetensors"}
+    assert hub.bytes_sent["cdn"] == WEIGHTS.size  # the weights only, nothing of model.onnx
+
+
+# -- --jobs: files fetched N at a time ------------------------------------------------------------
+
+
+def _in_flight(hub: FakeHub) -> set[str]:
+    """The CDN objects whose answer is under way: headers sent, body not all written yet."""
+    return {r.path for r in hub.requests if r.origin == "cdn" and r.method == "GET" and not r.aborted
+            and r.body_length is not None and r.bytes_sent < r.body_length}  # fmt: skip
+
+
+@pytest.mark.parametrize(("jobs", "count", "stall"), [(3, 5, 2.0), (1, 3, 1.0)], ids=["jobs3", "jobs1"])
+def test_jobs_files_are_fetched_that_many_at_a_time(hub: FakeHub, tmp_path: Path, jobs: int, count: int,
+                                                     stall: float) -> None:  # fmt: skip
+    """The CDN holds every answer ``stall`` seconds after its headers (a slow origin): while
+    held, the files being fetched are counted at the origin, polled all through the run. With
+    --jobs N that count reaches N and never exceeds it."""
+    repo = f"org/jobs{jobs}"
+    files = {f"w{i}.bin": Content(f"{repo}-{i}", 100_000 + i) for i in range(count)}  # one chunk each, on the CDN
+    hub.add_repo(repo, files, gitattributes=False)
+    hub.fault(origin="cdn", method="GET", stall=stall, stall_at=0)
+    env = dict(serve_env(), HOARD_HOME=str(tmp_path / "home"), HOARD_HF_ENDPOINT=hub.url)
+    proc = subprocess.Popen([*HOARD, "prefetch", f"huggingface/{repo}", "--jobs", str(jobs), "--json"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    seen: list[int] = []
+
+    def sample() -> bool:
+        seen.append(len(_in_flight(hub)))
+        return proc.poll() is not None
+
+    try:
+        wait_for(sample, timeout=120)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    doc = json.loads(out)
+    assert doc["fetched"] == count and set(states(doc).values()) == {"fetched"}
+    print(f"--jobs {jobs}: files in flight at the CDN, most at once {max(seen)} ({len(seen)} samples)")
+    assert max(seen) == jobs, seen
+    cdn = [r.path for r in hub.requests if r.origin == "cdn" and r.method == "GET"]
+    assert len(set(cdn)) == count  # every file came from the CDN
+    if jobs == 1:  # one after the other: each file's requests are one run in the origin's log
+        runs = [p for i, p in enumerate(cdn) if i == 0 or cdn[i - 1] != p]
+        assert len(runs) == count, cdn
 
 
 @pytest.mark.parametrize(

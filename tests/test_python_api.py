@@ -265,9 +265,7 @@ def test_download_model_for_each_source(hub: FakeHub, torch_fakes: tuple[FakeGit
     wdata = Content("tiny-weights", 3 * CHUNK + 5)
     wurl = weights.add_weights("tinynet", wdata)
     wname = wurl.rsplit("/", 1)[1]
-    add_hub_repo(gh, "fakeorg/tinyhub", wurl)
-    # (an empty tinynet/__init__.py fails in the fetch core being reworked: test_torch_source's needs_empty_fill)
-    gh.commit("fakeorg/tinyhub", {"tinynet/__init__.py": b"# tinynet\n"})
+    add_hub_repo(gh, "fakeorg/tinyhub", wurl)  # its tinynet/__init__.py is empty, as in most packages
     gh.tag("fakeorg/tinyhub", "v0.1")
     with FakeURLOrigin() as origin:
         model_url = origin.put("/releases/v1/model.pt", Content("url-model", 2 * CHUNK))
@@ -309,7 +307,8 @@ def test_download_model_for_each_source(hub: FakeHub, torch_fakes: tuple[FakeGit
         assert got["info"]["address"].startswith("torch/hub/checkpoints@") and got["info"]["address"].endswith(wname)
     assert "ok" in out["hub"], out["hub"]
     hub_repo = out["hub"]["ok"]
-    assert {"hubconf.py", "tinynet/model.py"} <= set(hub_repo["listing"])
+    assert {"hubconf.py", "tinynet/__init__.py", "tinynet/model.py"} <= set(hub_repo["listing"])
+    assert Path(hub_repo["path"], "tinynet", "__init__.py").read_bytes() == b""  # the empty file, complete
     assert hub_repo["info"]["name"] == "fakeorg_tinyhub_v0.1_tiny_linear"
     assert hub_repo["info"]["revision"] == gh.head("fakeorg/tinyhub").sha
     hubconf = Path(hub_repo["path"], "hubconf.py").read_text()
@@ -381,21 +380,35 @@ def _b64(i: int) -> str:
     return base64.urlsafe_b64encode(i.to_bytes((i.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
 
 
-def test_upload_model_publishes_to_the_gateway_and_reads_back(gw: FakeGateway, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wallet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """An RSA-4096 Arweave JWK wallet file and its address (made once for the module)."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
     nums = key.private_numbers()
     jwk = {"kty": "RSA", "n": _b64(nums.public_numbers.n), "e": _b64(nums.public_numbers.e), "d": _b64(nums.d),
            "p": _b64(nums.p), "q": _b64(nums.q), "dp": _b64(nums.dmp1), "dq": _b64(nums.dmq1), "qi": _b64(nums.iqmp)}
-    wallet = tmp_path / "wallet.json"
-    wallet.write_text(json.dumps(jwk))
+    path = tmp_path_factory.mktemp("wallet") / "wallet.json"
+    path.write_text(json.dumps(jwk))
     address = base64.urlsafe_b64encode(hashlib.sha256(base64.urlsafe_b64decode(jwk["n"] + "==")).digest())
-    address_text = address.rstrip(b"=").decode()
-    src = tmp_path / "src"
-    src.mkdir()
+    return path, address.rstrip(b"=").decode()
+
+
+def model_folder(path: Path, files: dict[str, bytes]) -> Path:
+    """A model directory to upload: ``files`` (name -> bytes) written under ``path``."""
+    path.mkdir(parents=True)
+    for name, data in files.items():
+        (path / name).write_bytes(data)
+    return path
+
+
+def test_upload_model_publishes_to_the_gateway_and_reads_back(
+    gw: FakeGateway, wallet: tuple[Path, str], tmp_path: Path
+) -> None:
+    wallet_path, address_text = wallet
     model = Content("upload-onnx", 2 * CHUNK + 9).read()
-    (src / "model.onnx").write_bytes(model)
+    src = model_folder(tmp_path / "src", {"model.onnx": model})
     # the wallet from infernet-ml's variable; the gateway from ritual-arweave's kwargs
     up = api(tmp_path / "uploader", """
         import hoard
@@ -403,7 +416,7 @@ def test_upload_model_publishes_to_the_gateway_and_reads_back(gw: FakeGateway, t
                                               {"model.onnx": {"cpu_cores": 2, "memory_requirements": 1 << 20}},
                                               repo_manager_kwargs={"gateways": [ARGS["url"]]})
         OUT["owner"], OUT["repo"], OUT["files"] = res.owner, res.repo, res.files
-    """, env={"ARWEAVE_WALLET_FILE_PATH": str(wallet)}, dir=str(src), url=gw.url)  # fmt: skip
+    """, env={"ARWEAVE_WALLET_FILE_PATH": str(wallet_path)}, dir=str(src), url=gw.url)  # fmt: skip
     assert (up["owner"], up["repo"], up["files"]) == (address_text, "uploaded", 2)  # + ritual_manifest.json
     gw.mine()
     down = api(tmp_path / "reader", INFERNET_SUMMARY + """
@@ -413,6 +426,86 @@ attempt("model", lambda: summary(hoard.ModelManager().download_model(ARGS["model
     got = down["model"]["ok"]
     assert got["files"] == {"model.onnx": sha(model)} and got["model"] == "model.onnx"
     assert got["metadata"]["model.onnx"]["cpu_cores"] == 2
+
+
+def test_upload_model_with_wallet_path_and_no_variable(
+    gw: FakeGateway, wallet: tuple[Path, str], tmp_path: Path
+) -> None:
+    """infernet-ml's ``wallet_path=`` argument, with ``ARWEAVE_WALLET_FILE_PATH`` unset and the
+    gateway from hoard's own setting: the wallet named is the one that signs (its address
+    owns the repo), and without it the call is refused before anything is sent."""
+    wallet_path, address = wallet
+    files = {"model.onnx": Content("wallet-path-onnx", 3 * CHUNK + 1).read(), "scaler.json": b'{"mean": [2]}'}
+    src = model_folder(tmp_path / "src", files)
+    up = api(tmp_path / "uploader", """
+        import hoard
+        attempt("unsigned", lambda: hoard.ModelManager().upload_model(directory=ARGS["dir"],
+                                                                      repo_id="arweave/anyone/walleted"))
+        res = hoard.ModelManager().upload_model(directory=ARGS["dir"], repo_id="arweave/anyone/walleted",
+                                                metadata={"model.onnx": {"cpu_cores": 3, "memory_requirements": 7}},
+                                                wallet_path=ARGS["wallet"])
+        OUT["push"] = {"owner": res.owner, "repo": res.repo, "files": res.files, "address": res.address}
+        OUT["ls"] = {f["path"]: f["blake3"] is not None for f in hoard.ls(res.repo_key)["files"]}
+    """, env={"HOARD_ARWEAVE_GATEWAY": gw.url, "ARWEAVE_WALLET_FILE_PATH": ""}, dir=str(src),
+               wallet=str(wallet_path))  # fmt: skip
+    assert up["unsigned"]["error"] == "UsageError" and "wallet_path" in up["unsigned"]["message"]
+    push = up["push"]
+    assert (push["owner"], push["repo"], push["files"]) == (address, "walleted", 3)  # + ritual_manifest.json
+    # the pushed files entered the uploader's store at once
+    assert up["ls"] == {"model.onnx": True, "scaler.json": True, "ritual_manifest.json": True}
+    gw.mine()
+    model_id = f"arweave/{address}/walleted:model.onnx"
+    down = api(tmp_path / "reader", INFERNET_SUMMARY + """
+import hoard
+attempt("model", lambda: summary(hoard.ModelManager().download_model(ARGS["model"]), ARGS["model"]))
+""", env={"HOARD_ARWEAVE_GATEWAY": gw.url}, model=model_id)  # fmt: skip
+    got = down["model"]["ok"]
+    assert got["files"] == {name: sha(data) for name, data in files.items()} and got["model"] == "model.onnx"
+    assert got["metadata"]["model.onnx"] == {"id": model_id, "cpu_cores": 3, "memory_requirements": 7}
+
+
+HF_WRITER = "hf_api_writer_0123456789abcdef"
+
+
+def test_upload_model_to_the_hub_with_hf_token(hub: FakeHub, tmp_path: Path) -> None:
+    """``upload_model(..., hf_token=...)`` with no ``HF_TOKEN`` in the environment: the token
+    given authorises the commit (and nothing without it), and the model reads back from a
+    fresh store with infernet-ml's call."""
+    files = {"model.onnx": Content("hub-upload-onnx", 2 * CHUNK + 11).read(), "config.json": b'{"k": 1}'}
+    src = model_folder(tmp_path / "src", files)
+    hub.clear_log()
+    home = tmp_path / "uploader"
+    up = api(home, """
+        import hoard
+        attempt("no_token", lambda: hoard.ModelManager().upload_model(directory=ARGS["dir"],
+                                                                      repo_id="huggingface/org/api-pushed"))
+        res = hoard.ModelManager().upload_model(directory=ARGS["dir"], repo_id="huggingface/org/api-pushed",
+                                                metadata={"model.onnx": {"cpu_cores": 5, "memory_requirements": 9}},
+                                                hf_token=ARGS["token"])
+        OUT["push"] = {"owner": res.owner, "repo": res.repo, "files": res.files, "revision": res.revision}
+        OUT["ls"] = {f["path"]: f["blake3"] is not None for f in hoard.ls(res.repo_key)["files"]}
+    """, env=hub_env(hub), dir=str(src), token=HF_WRITER)  # fmt: skip
+    assert up["no_token"]["error"] == "UsageError" and "HF_TOKEN" in up["no_token"]["message"]
+    push = up["push"]
+    assert (push["owner"], push["repo"]) == ("org", "api-pushed") and hub.head("org/api-pushed") == push["revision"]
+    writes = [r for r in hub.requests if r.method in ("POST", "PUT", "PATCH", "DELETE")]
+    assert hub.count("/commit/main", method="POST") == 1 and writes
+    for r in writes:
+        if r.origin == "hub":
+            assert r.authorization == f"Bearer {HF_WRITER}", r.target
+    assert [up["ls"].get(n) for n in ("model.onnx", "config.json", "ritual_manifest.json")] == [True] * 3  # stored
+    for path in home.rglob("*"):  # the token was used, never kept
+        if path.is_file():
+            assert HF_WRITER.encode() not in path.read_bytes(), path
+
+    model_id = "huggingface/org/api-pushed:model.onnx"
+    down = api(tmp_path / "reader", INFERNET_SUMMARY + """
+import hoard
+attempt("model", lambda: summary(hoard.ModelManager().download_model(ARGS["model"]), ARGS["model"]))
+""", env=hub_env(hub), model=model_id)  # fmt: skip
+    got = down["model"]["ok"]
+    assert got["files"] == {name: sha(data) for name, data in files.items()} and got["model"] == "model.onnx"
+    assert got["metadata"]["model.onnx"] == {"id": model_id, "cpu_cores": 5, "memory_requirements": 9}
 
 
 # -- configuration: the environment, read as click reads it ----------------------------------------

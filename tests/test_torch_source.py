@@ -560,3 +560,154 @@ def test_torch_hub_trusts_a_repo_never_looked_up_through_the_mounts_one_write(
     with MountProcess(home, tmp_path / "mnt", NO_HUB, *flags(gh, weights), env=mount_env(home)) as m:
         again = torch_client(m, hub=["fakeorg/newhub:main"])  # trusted already: nothing appended
         assert again["loaded"] == out["loaded"] and again["trusted"] == "fakeorg_newhub\n"
+
+
+# -- torchvision/<model>: the default weights from torchvision's registry ---------------------------
+
+#: where torchvision's registry points, whatever --torch-url says
+TORCHVISION_HOST = "https://download.pytorch.org"
+
+_TV_INIT = '''"""A stand-in for torchvision in tests: its weights registry only (torchvision does not
+import beside this torch). Same public shape as torchvision.models: get_model_weights,
+get_weight, list_models, Weights, WeightsEnum."""
+from . import models
+
+__version__ = "0.0.0+hoard-test-stub"
+'''
+
+_TV_MODELS = '''from ._api import Weights, WeightsEnum, get_model_weights, get_weight, list_models, register_model
+from .resnet import ResNet18_Weights, ResNet50_Weights, resnet18, resnet50
+'''
+
+_TV_API = '''"""torchvision.models._api as hoard uses it: builders registered by name, each declaring its
+weights enum in its ``weights`` annotation; enum members wrap Weights(url, transforms, meta)."""
+import enum
+from dataclasses import dataclass, fields
+from inspect import signature
+from typing import Any, Callable, Dict
+
+BUILTIN_MODELS: Dict[str, Callable[..., Any]] = {}
+
+
+@dataclass
+class Weights:
+    url: str
+    transforms: Callable[..., Any]
+    meta: Dict[str, Any]
+
+
+class WeightsEnum(enum.Enum):
+    @classmethod
+    def from_str(cls, value):
+        if value in cls.__members__:
+            return cls.__members__[value]
+        raise ValueError(f"Invalid value for {cls.__name__}: {value}")
+
+    def __getattr__(self, name):  # the Weights fields, on the member (weights.url)
+        if name in {f.name for f in fields(Weights)}:
+            return object.__getattribute__(self.value, name)
+        raise AttributeError(name)
+
+
+def register_model(fn):
+    BUILTIN_MODELS[fn.__name__] = fn
+    return fn
+
+
+def list_models():
+    return sorted(BUILTIN_MODELS)
+
+
+def get_model_weights(model):
+    if isinstance(model, str):
+        if model.lower() not in BUILTIN_MODELS:
+            raise ValueError(f"Unknown model {model.lower()}")
+        model = BUILTIN_MODELS[model.lower()]
+    annotation = signature(model).parameters["weights"].annotation
+    for candidate in getattr(annotation, "__args__", (annotation,)):
+        if isinstance(candidate, type) and issubclass(candidate, WeightsEnum):
+            return candidate
+    raise ValueError("The WeightsEnum class for the specific method couldn't be retrieved.")
+
+
+def get_weight(name):
+    try:
+        enum_name, value_name = name.split(".")
+    except ValueError:
+        raise ValueError(f"Invalid weight name provided: '{name}'.") from None
+    from torchvision import models
+
+    found = getattr(models, enum_name, None)
+    if not (isinstance(found, type) and issubclass(found, WeightsEnum)):
+        raise ValueError(f"The weight enum '{enum_name}' for the specific method couldn't be retrieved.")
+    return found.from_str(value_name)
+'''
+
+_TV_RESNET = '''from typing import Any, Optional
+
+from ._api import Weights, WeightsEnum, register_model
+
+
+class ResNet18_Weights(WeightsEnum):
+    IMAGENET1K_V1 = Weights(url={r18!r}, transforms=None, meta={{"num_params": 11689512}})
+    DEFAULT = IMAGENET1K_V1
+
+
+class ResNet50_Weights(WeightsEnum):
+    IMAGENET1K_V1 = Weights(url={r50v1!r}, transforms=None, meta={{"num_params": 25557032}})
+    IMAGENET1K_V2 = Weights(url={r50v2!r}, transforms=None, meta={{"num_params": 25557032}})
+    DEFAULT = IMAGENET1K_V2
+
+
+@register_model
+def resnet18(*, weights: Optional[ResNet18_Weights] = None, progress: bool = True, **kwargs: Any):
+    raise NotImplementedError("a registry stand-in: no model here")
+
+
+@register_model
+def resnet50(*, weights: Optional[ResNet50_Weights] = None, progress: bool = True, **kwargs: Any):
+    raise NotImplementedError("a registry stand-in: no model here")
+'''
+
+
+def torchvision_stub(root: Path, urls: dict[str, str]) -> Path:
+    """A ``torchvision`` package under ``root`` (put ``root`` on PYTHONPATH) whose registry
+    names ``urls`` (keys ``r18``, ``r50v1``, ``r50v2``) as the resnet weights' URLs."""
+    models = root / "torchvision" / "models"
+    models.mkdir(parents=True)
+    (root / "torchvision" / "__init__.py").write_text(_TV_INIT)
+    (models / "__init__.py").write_text(_TV_MODELS)
+    (models / "_api.py").write_text(_TV_API)
+    (models / "resnet.py").write_text(_TV_RESNET.format(**urls))
+    return root
+
+
+def test_prefetch_torchvision_model_takes_its_weights_from_torchvisions_registry(
+    gh: FakeGitHub, weights: FakeTorchWeights, tmp_path: Path
+) -> None:
+    """With torchvision importable (a stand-in with its registry API), ``torchvision/resnet18``
+    is its default weights' file and ``torchvision/ResNet50_Weights.IMAGENET1K_V1`` that
+    member's; the registry's URLs name download.pytorch.org, which --torch-url stands for."""
+    contents = {"r18": Content("tv-resnet18", CHUNK + 1), "r50v1": Content("tv-resnet50-v1", CHUNK + 2),
+                "r50v2": Content("tv-resnet50-v2", CHUNK + 3)}  # fmt: skip
+    names = {key: weights.add_weights(key.replace("r", "resnet", 1), c).rsplit("/", 1)[1]
+             for key, c in contents.items()}  # fmt: skip
+    stub = torchvision_stub(tmp_path / "stub", {k: f"{TORCHVISION_HOST}/models/{n}" for k, n in names.items()})
+    env = dict(serve_env(), PYTHONPATH=os.pathsep.join(p for p in (str(stub), os.environ.get("PYTHONPATH")) if p))
+    home = tmp_path / "home"
+
+    def prefetch(model: str) -> dict[str, Any]:
+        doc = json.loads(cli(home, "prefetch", model, *flags(gh, weights), "--json", env=env).stdout)
+        return {f"{f['repo']}/{f['path']}": f["state"] for f in doc["files_detail"]}
+
+    assert prefetch("torchvision/resnet18") == {f"torch/hub/checkpoints/{names['r18']}": "fetched"}
+    assert prefetch("torchvision/ResNet50_Weights.IMAGENET1K_V1") == {
+        f"torch/hub/checkpoints/{names['r50v1']}": "fetched"}  # that member, not the default (V2)
+    asked = {r.path.rsplit("/", 1)[1] for r in weights.requests if r.path.startswith("/models/")}
+    assert asked == {names["r18"], names["r50v1"]}
+    for key in ("r18", "r50v1"):
+        info = json.loads(cli(home, "info", f"torch/hub/checkpoints/{names[key]}", "--json", env=env).stdout)
+        assert (info["blake3"], info["size"]) == (contents[key].blake3, contents[key].size), key
+    for bad in ("torchvision/resnet999", "torchvision/ResNet50_Weights.IMAGENET1K_V9", "torchvision/Nope.X"):
+        proc = cli(home, "prefetch", bad, *flags(gh, weights), env=env, check=False)
+        assert proc.returncode == 2 and "torchvision knows no such model" in proc.stderr, (bad, proc.stderr)

@@ -40,6 +40,7 @@ __all__ = [
     "CHECKPOINTS",
     "TRUSTED_LIST",
     "WEIGHTS_PATH",
+    "PYTORCH_DOWNLOADS",
     "HubName",
     "hub_candidates",
     "normalized_ref",
@@ -59,6 +60,8 @@ CHECKPOINTS = "checkpoints"
 TRUSTED_LIST = "trusted_list"
 #: where weights live under ``torch_url``
 WEIGHTS_PATH = "/models/"
+#: the host torchvision's registry names in every weights URL; ``torch_url`` stands for it
+PYTORCH_DOWNLOADS = "https://download.pytorch.org"
 
 #: torch.hub's own rule (``torch.hub.HASH_REGEX``): the first ``-<hex>.`` of a file name
 _HASH = re.compile(r"-([a-f0-9]*)\.")
@@ -171,4 +174,8 @@ def torchvision_checkpoint(model: str, base: str) -> str:
             weights = models.get_model_weights(model).DEFAULT
     except (ValueError, KeyError, AttributeError) as exc:
         raise UsageError(f"torchvision/{model}: torchvision knows no such model or weights ({exc})") from None
-    return checkpoint_of_url(str(weights.url), base)
+    url = str(weights.url)
+    # the registry names download.pytorch.org whatever --torch-url says (a mirror of it): the
+    # file name is what matters, as torch caches by it; a URL elsewhere is read against base
+    canonical = urlsplit(url).netloc == urlsplit(PYTORCH_DOWNLOADS).netloc
+    return checkpoint_of_url(url, PYTORCH_DOWNLOADS if canonical else base)
