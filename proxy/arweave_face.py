@@ -226,9 +226,11 @@ async def _stream(
     return resp
 
 
-def _data_headers(svc: Services, txid: str, ref: TxRef, rf: RemoteFile) -> dict[str, str]:
+def _data_headers(svc: Services, txid: str, ref: TxRef, rf: RemoteFile, *, whole: bool) -> dict[str, str]:
     """ar.io's data headers: the tx id, the Content-Type tag, immutable caching; the digest
-    (sha256, as ar.io writes it) only for a whole file the store holds, verified."""
+    (sha256, as ar.io writes it: ``ETag``, ``X-AR-IO-Digest`` and ``Content-Digest``) only for
+    a whole file the store holds, verified. ``Content-Digest`` is a digest of the message's
+    content (RFC 9530), so it goes only on an answer without ``Range`` (``whole``)."""
     kind = rf.meta.get("content_type") or ref.content_type or "application/octet-stream"
     complete = svc.store.resolve(rf.identity) is not None
     headers = {
@@ -239,8 +241,11 @@ def _data_headers(svc: Services, txid: str, ref: TxRef, rf: RemoteFile) -> dict[
     }
     exp = rf.expected
     if complete and ref.kind != "section" and exp is not None and exp.kind == "sha256" and not exp.prefix:
-        digest = base64.urlsafe_b64encode(bytes.fromhex(exp.hex)).decode().rstrip("=")
+        raw = bytes.fromhex(exp.hex)
+        digest = base64.urlsafe_b64encode(raw).decode().rstrip("=")
         headers.update({"ETag": f'"{digest}"', "X-AR-IO-Digest": digest})
+        if whole:
+            headers["Content-Digest"] = f"sha-256=:{base64.b64encode(raw).decode()}:"
     return headers
 
 
@@ -268,7 +273,7 @@ async def data(request: web.Request) -> web.StreamResponse:
         return await _manifest(face, txid, path)
     svc = face.svc
     rf = await face.lookup.remote_file(txid, ref)
-    headers = _data_headers(svc, txid, ref, rf)
+    headers = _data_headers(svc, txid, ref, rf, whole="Range" not in request.headers)
     if ref.kind == "section":
         return await serve_window(request, svc=svc, rf=rf, start=ref.offset, size=ref.size, headers=headers)
     if rf.size == 0:

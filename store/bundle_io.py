@@ -1,4 +1,4 @@
-"""Reading and writing hoard bundles as streams: a directory, a ``.tar``, or a ``.tar.zst``.
+"""Reading and writing hoard bundles as streams: a ``.tar`` or ``.tar.zst`` file, or a directory.
 
 A bundle written by this module is one self-describing file: a tar whose members are, in
 this order,
@@ -17,11 +17,19 @@ a cut anywhere, even in the last frame's checksum, loses that trailer. The reade
 whole stream as a last pseudo-member, :data:`STREAM_END`; the importer refuses a bundle whose
 manifest announces an end member and whose stream did not end so.
 
-With a DEST ending in ``.zst`` the tar is compressed as it is written, by zstd's own threads
-(``threads=-1``: one per core), never held whole in memory or on disk; a ``.tar`` is written
-plain; any other DEST is a directory of the same members (as older hoards wrote). The file
-is written under a temporary name next to DEST and renamed into place when complete, so a
-failed export never leaves something that looks like a bundle.
+Which form :func:`write_bundle` writes depends on DEST:
+
+* an existing directory (or a link to one), or a DEST given with a trailing path separator
+  (``directory=True``): a directory of the same members, the layout older hoards wrote for
+  any DEST without a ``.tar``/``.zst`` suffix (still read, still written on request);
+* else a name ending in ``.zst`` (``fleet.tar.zst``): the tar compressed as it is written, by
+  zstd's own threads (``threads=-1``: one per core), never held whole in memory or on disk;
+* else (``fleet.tar``, ``fleet``, any other name): the tar, plain, in one file.
+
+A file is written under a temporary name next to DEST (created exclusively: never through a
+link already there) and renamed onto DEST only when complete, so a failed export never leaves
+something that looks like a bundle; an existing file, or a link, at DEST is replaced by the
+rename, never written through.
 
 Reading (:func:`bundle_members`) streams the members of any of the three forms, whatever
 wrote them, checking each before its bytes are used: a plain file or folder with a relative
@@ -47,7 +55,7 @@ from typing import IO, Any
 from .errors import IntegrityError
 
 __all__ = ["BUNDLE_MANIFEST", "BUNDLE_END", "STREAM_END", "Member", "is_zstd", "is_bundle_file", "bundle_members",
-           "write_bundle"]
+           "bundle_form", "write_bundle"]
 
 BUNDLE_MANIFEST = "hoard-export.json"
 BUNDLE_END = "hoard-end.json"
@@ -207,8 +215,10 @@ def _atomic(dest: Path) -> Iterator[IO[bytes]]:
     only when the block ends without an error (removed otherwise)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+    if os.path.lexists(tmp):
+        tmp.unlink()  # left by a killed export of the same pid (or planted): never written through
     try:
-        with open(tmp, "wb") as fh:
+        with open(tmp, "xb") as fh:  # exclusive: a link that appeared meanwhile is refused
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -237,13 +247,25 @@ def _write_tar(out: IO[bytes], manifest: bytes, blobs: list[tuple[str, int]], op
         _add(tar, BUNDLE_END, len(end), io.BytesIO(end), 0o644)
 
 
+def bundle_form(dest: Path, directory: bool = False) -> str:
+    """The form a bundle written to ``dest`` takes: ``"dir"`` when ``directory`` is asked for
+    (a DEST given with a trailing separator) or ``dest`` is an existing directory, else
+    ``"tar.zst"`` for a name ending in ``.zst``, else ``"tar"``."""
+    if directory or dest.is_dir():
+        return "dir"
+    return "tar.zst" if dest.name.endswith(".zst") else "tar"
+
+
 def write_bundle(dest: Path, manifest: dict[str, Any], blobs: list[tuple[str, int]],
-                 open_blob: Callable[[str], IO[bytes]], progress: Callable[[int], None] | None = None) -> str:
+                 open_blob: Callable[[str], IO[bytes]], progress: Callable[[int], None] | None = None,
+                 *, directory: bool = False) -> str:
     """Write a bundle of ``manifest`` and ``blobs`` ((b3, size), read with ``open_blob``) to
-    ``dest``: ``tar.zst`` when it ends in ``.zst``, ``tar`` for ``.tar``, else a directory.
-    Returns the form written."""
+    ``dest`` in the form :func:`bundle_form` names (see the module docstring); returns it."""
     raw = json.dumps(manifest, indent=1, sort_keys=True).encode()
-    if dest.name.endswith(".zst"):
+    form = bundle_form(dest, directory)
+    if form == "dir":
+        _write_dir(dest, raw, blobs, open_blob, progress)
+    elif form == "tar.zst":
         import zstandard
 
         with _atomic(dest) as fh:
@@ -251,13 +273,10 @@ def write_bundle(dest: Path, manifest: dict[str, Any], blobs: list[tuple[str, in
             with compressor.stream_writer(fh, closefd=False) as zfh:
                 _write_tar(zfh, raw, blobs, open_blob, progress)  # type: ignore[arg-type]
             fh.write(zstandard.ZstdCompressor(write_checksum=False).compress(ZSTD_TRAILER))
-        return "tar.zst"
-    if dest.suffix == ".tar":
+    else:
         with _atomic(dest) as fh:
             _write_tar(fh, raw, blobs, open_blob, progress)
-        return "tar"
-    _write_dir(dest, raw, blobs, open_blob, progress)
-    return "dir"
+    return form
 
 
 def _write_dir(dest: Path, manifest: bytes, blobs: list[tuple[str, int]], open_blob: Callable[[str], IO[bytes]],

@@ -10,9 +10,11 @@ Export formats (of one or several cached revisions, each complete):
   a warning; ``trees/<commit>.json`` is huggingface_hub's own complete listing of the revision
   (``hoard import`` of the cache then restores the revision too).
 * ``hoard`` — a self-describing bundle of every revision named (bundle_io.py): one file,
-  ``.tar`` or zstd-compressed ``.tar.zst`` (streamed, multi-threaded), or a directory of the
-  same members for any other DEST. ``hoard import`` of it on another machine (an air-gapped
-  one, say) re-verifies every blob and restores the revisions exactly.
+  zstd-compressed (streamed, multi-threaded) when DEST ends in ``.zst``, else a plain tar
+  whatever its name; a directory of the same members (the layout older hoards wrote) only when
+  DEST is an existing directory or is given with a trailing separator (``as_directory``).
+  ``hoard import`` of it on another machine (an air-gapped one, say) re-verifies every blob and
+  restores the revisions exactly.
 
 Import sources: a ``hoard`` bundle in any of its forms (:mod:`.transfer_bundle`: verified
 completely before anything is added), or a Hugging Face hub cache directory
@@ -118,10 +120,12 @@ def _revision(store: Store, addr: Address) -> _Revision:
 
 def export(
     store: Store, addrs: Address | Sequence[Address], dest: Path, fmt: str, *, link: bool = False,
-    progress: Progress | None = None,
+    progress: Progress | None = None, as_directory: bool = False,
 ) -> dict[str, Any]:
     """Export one or several cached revisions (all checked before anything is written);
-    returns a summary (``repo``, ``revision`` and ``refs`` too when there is one)."""
+    returns a summary (``repo``, ``revision`` and ``refs`` too when there is one; ``written``:
+    the form of a ``hoard`` bundle). ``as_directory``: write a ``hoard`` bundle as a directory
+    even where DEST does not exist yet (a DEST given with a trailing separator)."""
     if fmt not in ("dir", "hf-cache", "hoard"):
         raise UsageError(f"unknown export format {fmt!r} (dir, hf-cache, hoard)")
     wanted = [addrs] if isinstance(addrs, Address) else list(addrs)
@@ -141,7 +145,7 @@ def export(
         for r, plan in zip(revisions, plans, strict=True):
             _export_hf_cache(store, r, plan, out, link, progress)
     else:
-        written = _export_bundle(store, revisions, dest, progress)
+        written = _export_bundle(store, revisions, dest, progress, as_directory)
     summary: dict[str, Any] = {"files": sum(len(r.blobs) for r in revisions),
                                "bytes": sum(r.snap.size for r in revisions), "format": fmt, "written": written,
                                "dest": str(dest), "revisions": [r.summary() for r in revisions]}
@@ -211,7 +215,8 @@ def _hf_tree(snap: Snapshot) -> dict[str, Any] | None:
     return {"format_version": 1, "files": files}
 
 
-def _export_bundle(store: Store, revisions: list[_Revision], dest: Path, progress: Progress | None) -> str:
+def _export_bundle(store: Store, revisions: list[_Revision], dest: Path, progress: Progress | None,
+                   as_directory: bool) -> str:
     """One bundle of every revision: the manifest, each blob once, the end member."""
     manifest = manifest_doc([(r.addr.repo_key, r.rev, r.snap, r.blobs, r.refs) for r in revisions])
     blobs = sorted(manifest["blobs"].items())
@@ -222,7 +227,7 @@ def _export_bundle(store: Store, revisions: list[_Revision], dest: Path, progres
             raise NotFound(f"blob {b3} was removed while exporting; run the export again")
         return os.fdopen(fd, "rb")
 
-    return write_bundle(dest, manifest, blobs, open_blob, progress)
+    return write_bundle(dest, manifest, blobs, open_blob, progress, directory=as_directory)
 
 
 # -- import -----------------------------------------------------------------------------------
@@ -230,7 +235,8 @@ def _export_bundle(store: Store, revisions: list[_Revision], dest: Path, progres
 
 def import_path(store: Store, source: Path, progress: Progress | None = None,
                 reading: Progress | None = None) -> ImportReport:
-    """Import a hoard bundle (directory, tar or tar.zst) or a Hugging Face hub cache directory.
+    """Import a hoard bundle (a tar or tar.zst file, by content not name, or a directory) or a
+    Hugging Face hub cache directory.
 
     ``progress``: the size of each blob just before it is added; ``reading``: bytes read from a
     bundle while it is verified."""
@@ -240,4 +246,4 @@ def import_path(store: Store, source: Path, progress: Progress | None = None,
         return import_bundle(store, source, progress, reading)
     if looks_like_hf_cache(source):
         return import_hf_cache(store, source, progress or reading)
-    raise UsageError(f"{source} is neither a hoard bundle (a directory, .tar or .tar.zst) nor a Hugging Face hub cache")
+    raise UsageError(f"{source} is neither a hoard bundle (a tar or tar.zst file, or a directory) nor a Hugging Face hub cache")

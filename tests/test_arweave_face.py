@@ -367,3 +367,96 @@ def test_routes_leave_the_other_faces_alone(gw: FakeGateway, tmp_path: Path) -> 
         assert raw("GET", f"{proxy.url}/v1/cache")[0] == 200
         assert raw("GET", f"{proxy.url}/{'x' * 42}")[0] == 404  # not a tx id: no gateway asked
         assert gw.requests == []
+
+
+# --------------------------------------------------------------------------------------
+# (8) HEAD /{txid} of a cached file: the gateway's headers, no body, online and offline
+# --------------------------------------------------------------------------------------
+
+#: what ar.io sends on a HEAD of stable data with its digest (sources.md §3), and hoard too
+GATEWAY_HEAD = ("content-length", "content-type", "accept-ranges", "cache-control", "x-ar-io-data-id",
+                "etag", "x-ar-io-digest", "content-digest")
+
+
+def head(url: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """``HEAD path`` on a raw socket read to its close: the status, the headers (lower-case
+    names; ``Date``, ``Server`` and ``Connection`` left out) and whatever followed them, which
+    for a HEAD must be nothing (http.client would not read a body a HEAD got)."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{extra}Connection: close\r\n\r\n".encode())
+        received = [sock.recv(65536)]
+        while block := sock.recv(65536):
+            received.append(block)
+    top, _, rest = b"".join(received).partition(b"\r\n\r\n")
+    lines = top.decode("latin-1").split("\r\n")
+    fields = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    for name in ("date", "server", "connection"):
+        fields.pop(name, None)
+    return int(lines[0].split()[1]), fields, rest
+
+
+def test_head_of_a_cached_file_answers_as_the_gateway_online_and_offline(gw: FakeGateway, tmp_path: Path) -> None:
+    model = Content("head-model", 300_000)
+    repo = gw.seed_ritual_repo(gw.wallet("head"), "head", {"model.onnx": model, "config.json": b"{}"})
+    txid = repo.files["model.onnx"].txid
+    status, want, rest = head(gw.url, f"/{txid}")  # the gateway's own answer (digests on HEAD)
+    assert (status, rest) == (200, b"") and want["etag"] and want["content-digest"]
+    status, want_part, _ = head(gw.url, f"/{txid}", {"Range": "bytes=100-199"})
+    assert status == 206
+    with hoard(tmp_path / "home", gw) as proxy:
+        status, cold, rest = head(proxy.url, f"/{txid}")  # not cached yet: the size, no bytes fetched
+        assert (status, rest, cold["content-length"], cold["x-cache"]) == (200, b"", str(model.size), "MISS")
+        assert gw.count(route="data", txid=txid, method="GET") == 0
+        assert raw("GET", f"{proxy.url}/{txid}")[2] == model.read()  # now in the store, verified
+        online = head(proxy.url, f"/{txid}")
+        status, got, rest = online
+        assert (status, rest, got["x-cache"]) == (200, b"", "HIT")
+        assert {k: got.get(k) for k in GATEWAY_HEAD} == {k: want[k] for k in GATEWAY_HEAD}
+        partial = head(proxy.url, f"/{txid}", {"Range": "bytes=100-199"})
+        assert partial[0] == 206 and partial[2] == b""
+        assert "content-digest" not in partial[1]  # RFC 9530: it would be the range's digest
+        assert {k: partial[1].get(k) for k in ("content-range", "content-length")} == {
+            k: want_part[k] for k in ("content-range", "content-length")}
+        gw.pause()  # the gateway is down: the same answers, from the store
+        assert head(proxy.url, f"/{txid}") == online
+        assert head(proxy.url, f"/{txid}", {"Range": "bytes=100-199"}) == partial
+    with hoard(tmp_path / "home", gw) as proxy:  # and after a restart with the gateway still down
+        assert head(proxy.url, f"/{txid}") == online
+    assert gw.count(route="data", txid=txid, method="GET") == 1  # the one GET
+
+
+# --------------------------------------------------------------------------------------
+# (9) /tx/{id}/status: passed through, fresh every time (confirmations change every block)
+# --------------------------------------------------------------------------------------
+
+
+def test_tx_status_is_passed_through_and_never_kept(gw: FakeGateway, tmp_path: Path) -> None:
+    mined = gw.seed_ritual_repo(gw.wallet("status"), "status", {"a.bin": b"abc"}).files["a.bin"].txid
+    pending = gw.add_tx(gw.wallet("status"), {"Content-Type": "text/plain"}, b"later", confirmations=None)
+    with hoard(tmp_path / "home", gw) as proxy:
+
+        def both(txid: str) -> tuple[tuple[int, str, bytes], tuple[int, str, bytes]]:
+            """(status, Content-Type, body) from hoard, then from the gateway itself."""
+            got = raw("GET", f"{proxy.url}/tx/{txid}/status")
+            want = raw("GET", f"{gw.url}/tx/{txid}/status")
+            return (got[0], got[1]["Content-Type"], got[2]), (want[0], want[1]["Content-Type"], want[2])
+
+        got, want = both(mined)
+        assert got == want and got[0] == 200
+        confirmations = json.loads(got[2])["number_of_confirmations"]
+        gw.weave.advance(3)  # three more blocks: hoard's answer follows, nothing stale
+        got, want = both(mined)
+        assert got == want and json.loads(got[2])["number_of_confirmations"] == confirmations + 3
+
+        got, want = both(pending.id)  # in the mempool: the node's 202 Pending, as it came
+        assert got[::2] == want[::2] == (202, b"Pending")
+        height = gw.mine([pending.id])  # mined: the status now, the 202 was not kept
+        got, want = both(pending.id)
+        assert got == want and json.loads(got[2])["block_height"] == height
+
+        gw.pause()  # never kept, so never served stale: no gateway is a 503 (no Retry-After)
+        status, headers, body = raw("GET", f"{proxy.url}/tx/{mined}/status")
+        assert status == 503 and "Retry-After" not in headers and body

@@ -453,7 +453,7 @@ def test_a_bundle_cannot_rename_bytes_verified_by_length_only(gw: FakeGateway, t
     home, other = tmp_path / "home", tmp_path / "other"
     alias = f"ar:{repo.files['plain.bin'].txid}"
     cli(home, "prefetch", repo_of(repo), "--arweave-gateway", gw.url)
-    cli(home, "export", repo_of(repo), str(tmp_path / "b"), "--format", "hoard")
+    cli(home, "export", repo_of(repo), str(tmp_path / "b") + os.sep, "--format", "hoard")  # DEST/: a directory
     manifest_path = tmp_path / "b" / "hoard-export.json"
     original = json.loads(manifest_path.read_text())
     assert original["files"]["tagged.bin"]["expected"] == f"sha256:{tagged.sha256}"

@@ -1,10 +1,11 @@
 """Moving models without a network: bundles of several revisions, compressed or not, imported
 all or nothing; and Hugging Face caches that huggingface_hub reads without a warning.
 
-* ``hoard export ADDRESS... DEST --format hoard`` writes one self-describing file (``.tar``, or
-  ``.tar.zst``: zstd, streamed); ``hoard import`` verifies every blob (BLAKE3 and the upstream
-  hash) before adding anything, is a no-op the second time, and refuses a truncated or tampered
-  bundle, leaving the store as it was.
+* ``hoard export ADDRESS... DEST --format hoard`` writes one self-describing file (``.tar.zst``
+  when DEST ends in ``.zst``: zstd, streamed; else a plain tar, whatever the name) — a directory
+  only when DEST is an existing directory or ends with ``/``; ``hoard import`` verifies every
+  blob (BLAKE3 and the upstream hash) before adding anything, is a no-op the second time, and
+  refuses a truncated or tampered bundle, leaving the store as it was.
 * ``--format hf-cache``: ``scan_cache_dir`` sees the repos with no warnings, and
   ``hf_hub_download(..., local_files_only=True)`` finds the files.
 """
@@ -114,6 +115,54 @@ def test_several_revisions_in_one_bundle_file_round_trip(source: Path, tmp_path:
     again = ok(other, "import", str(bundle))  # a no-op the second time
     assert (again["blobs"], again["revisions"], len(again["skipped"])) == (0, [], 3)
     assert state(other) == before
+
+
+def test_a_dest_without_suffix_is_one_plain_tar_file(source: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "fleet"
+    summary = ok(source, "export", *ADDRESSES, str(bundle), "--format", "hoard")
+    assert summary["written"] == "tar"
+    assert bundle.is_file() and not bundle.is_symlink()
+    assert [p.name for p in tmp_path.iterdir()] == ["fleet"]  # one file, no partial left
+    assert tarfile.is_tarfile(bundle)
+    with tarfile.open(bundle) as tar:
+        names = tar.getnames()
+    assert names[0] == "hoard-export.json" and names[-1] == "hoard-end.json"
+
+    other = tmp_path / "other"
+    report = ok(other, "import", str(bundle))
+    assert sorted(report["revisions"]) == sorted(f"{r['repo']}@{r['revision']}" for r in summary["revisions"])
+    assert report["blobs"] == len([n for n in names if n.startswith("blobs/")])
+    before = state(other)
+    again = ok(other, "import", str(bundle))  # a no-op the second time
+    assert (again["blobs"], again["revisions"], len(again["skipped"])) == (0, [], 3)
+    assert state(other) == before
+
+
+def test_where_a_bundle_goes_and_what_it_never_writes_through(source: Path, tmp_path: Path) -> None:
+    """An existing directory, or a DEST ending with ``/``, gets the directory form (older
+    hoards' layout); a file or a link at DEST is replaced whole, never written through."""
+    addr = "huggingface/org/two"
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    fresh = tmp_path / "fresh"
+    for dest in (str(existing), str(fresh) + os.sep):
+        assert ok(source, "export", addr, dest, "--format", "hoard")["written"] == "dir"
+    for folder in (existing, fresh):
+        assert (folder / "hoard-export.json").is_file() and (folder / "hoard-end.json").is_file()
+        assert ok(tmp_path / f"home-{folder.name}", "import", str(folder))["revisions"]
+
+    target = tmp_path / "outside-target"
+    target.write_bytes(b"not yours")
+    link = tmp_path / "link.tar.zst"
+    link.symlink_to(target)
+    plain = tmp_path / "old-bundle"
+    plain.write_bytes(b"an older file")
+    for dest, form in ((link, "tar.zst"), (plain, "tar")):
+        assert ok(source, "export", addr, str(dest), "--format", "hoard")["written"] == form
+        assert dest.is_file() and not dest.is_symlink()
+        assert ok(tmp_path / f"home-{dest.name}", "import", str(dest))["revisions"]
+    assert target.read_bytes() == b"not yours"
+    assert not list(tmp_path.glob(".*partial"))
 
 
 def _refused(home: Path, bundle: Path, message: str) -> None:

@@ -138,6 +138,7 @@ def test_local_bundle_claiming_another_revision_is_refused(tmp_path: Path) -> No
     home = tmp_path / "home"
     rev = ok(home, "add", str(src), "local/me/m")["revision"]
     bundle = tmp_path / "bundle"
+    bundle.mkdir()  # an existing directory: the bundle's members are files in it
     ok(home, "export", "local/me/m", str(bundle), "--format", "hoard")
     doc = json.loads((bundle / "hoard-export.json").read_text())
     doc["revision"] = "f" * 40  # a local revision is the id of its content
@@ -263,6 +264,8 @@ def test_export_of_a_poisoned_store_writes_nothing_outside_dest(tmp_path: Path, 
     home = tmp_path / "home"
     _poisoned_store(home, **poison)
     dest = tmp_path / "a" / "b" / "c" / "d" / "e" / "f" / "dest"
+    if fmt == "hoard":
+        dest.mkdir(parents=True)  # the directory form: the one that writes names under DEST
     refused(run(home, "export", "huggingface/org/m", str(dest), "--format", fmt), 5, "the store holds a name")
     assert outside(tmp_path) == []
     assert not dest.exists() or list(dest.rglob("*")) == []  # refused before writing anything

@@ -40,8 +40,11 @@ def test_export_dir_and_bundle_roundtrip(local_repo: tuple[Path, Path], tmp_path
     out = tmp_path / "plain"
     hoard(home, "export", "local/me/m", str(out))
     assert (out / "sub" / "w.bin").read_bytes() == (src / "sub" / "w.bin").read_bytes()
-    for dest in (tmp_path / "bundle", tmp_path / "bundle.tar"):
-        summary = hoard(home, "export", "local/me/m@v1", str(dest), "--format", "hoard")
+    # one file whatever the name (.tar or none), or a directory when DEST ends with a separator
+    for name, form in (("bundle", "tar"), ("bundle.tar", "tar"), ("bundle-dir" + os.sep, "dir")):
+        dest = tmp_path / name
+        summary = hoard(home, "export", "local/me/m@v1", str(tmp_path) + os.sep + name, "--format", "hoard")
+        assert summary["written"] == form and (dest.is_dir() if form == "dir" else dest.is_file())
         other = tmp_path / f"other-{dest.name}"
         report = hoard(other, "import", str(dest))
         assert report["blobs"] == 2 and report["revisions"] == [f"local/me/m@{summary['revision']}"]
@@ -53,6 +56,7 @@ def test_export_dir_and_bundle_roundtrip(local_repo: tuple[Path, Path], tmp_path
 def test_import_rejects_tampered_bundle(local_repo: tuple[Path, Path], tmp_path: Path) -> None:
     home, _ = local_repo
     dest = tmp_path / "bundle"
+    dest.mkdir()  # an existing directory: the bundle is written as files in it
     hoard(home, "export", "local/me/m", str(dest), "--format", "hoard")
     blob = max((dest / "blobs").iterdir(), key=lambda p: p.stat().st_size)
     data = bytearray(blob.read_bytes())
