@@ -32,7 +32,7 @@ from typing import Any
 
 from hoard.store.errors import AccessDenied, HoardError, NotFound, OriginError, OriginUnavailable
 
-__all__ = ["BlobStoreConfig", "Bucket", "parse_blob_store"]
+__all__ = ["BlobStoreConfig", "Bucket", "StoreUnreachable", "parse_blob_store"]
 
 # S3's rules: 3-63 characters, lowercase letters, digits, dots and hyphens
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -94,6 +94,11 @@ def _code(exc: Any) -> tuple[str, int]:
     return code, status
 
 
+class StoreUnreachable(OriginUnavailable):
+    """No answer from the store at all (refused, reset, timed out), as opposed to an answer
+    that says "try again" (500, 503 SlowDown)."""
+
+
 def translate(exc: BaseException, what: str) -> HoardError:
     """A foreign exception from botocore or aiohttp as a hoard error (see module docstring)."""
     from botocore import exceptions as bx
@@ -115,11 +120,11 @@ def translate(exc: BaseException, what: str) -> HoardError:
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
         return AccessDenied(f"{what}: no credentials for the blob store (AWS_ACCESS_KEY_ID, ~/.aws/credentials)", 403)
     if isinstance(exc, (bx.BotoCoreError, OSError, asyncio.TimeoutError)):
-        return OriginUnavailable(f"{what}: blob store unreachable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        return StoreUnreachable(f"{what}: blob store unreachable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     import aiohttp
 
     if isinstance(exc, aiohttp.ClientError):
-        return OriginUnavailable(f"{what}: blob store unreachable: {type(exc).__name__}")
+        return StoreUnreachable(f"{what}: blob store unreachable: {type(exc).__name__}")
     return OriginError(f"{what}: blob store: {type(exc).__name__}: {exc}")
 
 

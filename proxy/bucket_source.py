@@ -136,6 +136,7 @@ class BucketSource(Source):
         return self.inner.with_visibility(snap, info)
 
     async def close(self) -> None:
+        self.tier.stop_retrying()
         tasks = list(self._tasks)
         if tasks:  # an upload (and the clean-up after it) under way may finish
             await asyncio.wait(tasks, timeout=30)

@@ -44,7 +44,7 @@ from hoard.store.errors import HoardError, IntegrityError, OriginUnavailable
 from hoard.store.store import Store
 from hoard.store.untrusted import is_hex
 
-from .bucket import Bucket
+from .bucket import Bucket, StoreUnreachable
 
 #: waits between attempts of a background upload that failed transiently
 _UPLOAD_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -102,6 +102,10 @@ class BucketTier:
         self.bad: set[str] = set()
         self._uploads: dict[str, asyncio.Task[None]] = {}
         self._connecting: asyncio.Task[None] | None = None
+        #: set by :meth:`close`: an upload waiting to retry gives up at once
+        self._closing = False
+        #: blobs whose upload waits to retry, and whether the store did not answer at all
+        self._backing_off: dict[str, bool] = {}
         #: ranged GETs in flight in the process, first come first served: the chunk a reader
         #: waits for was asked first, so a whole-file fill does not delay its first bytes
         self._gets = asyncio.Semaphore(2 * bucket.config.parallel)
@@ -225,11 +229,21 @@ class BucketTier:
                 await self.upload(b3, aliases)
                 return
             except OriginUnavailable as exc:
-                if delay is None:
+                # shutting down, a store that does not answer at all is not waited for; one that
+                # answers "try again" (500, 503) is, within close()'s bound (a prefetch's upload
+                # is what it was run for)
+                if delay is None or (self._closing and isinstance(exc, StoreUnreachable)):
                     log.warning("blob store: uploading %s failed: %s", b3, exc)
                     return
                 log.info("blob store: uploading %s: %s; again in %.1f s", b3, exc, delay)
-                await asyncio.sleep(delay)
+                self._backing_off[b3] = isinstance(exc, StoreUnreachable)
+                try:
+                    await asyncio.sleep(delay)  # close() cancels a task waiting here
+                except asyncio.CancelledError:
+                    log.warning("blob store: uploading %s failed: %s (given up at shutdown)", b3, exc)
+                    raise
+                finally:
+                    self._backing_off.pop(b3, None)
             except HoardError as exc:
                 log.warning("blob store: uploading %s failed: %s", b3, exc)
                 return
@@ -297,11 +311,23 @@ class BucketTier:
         """Store an immutable revision's tree (the first writer wins: it never changes)."""
         await self.bucket.put(self.tree_key(repo_key, revision), json.dumps(doc, sort_keys=True).encode(), if_absent=True)
 
+    def stop_retrying(self) -> None:
+        """Shutting down: an upload to a store that does not answer at all is not tried
+        again, and one waiting to retry after such a failure gives up now rather than hold
+        the node's shutdown through its backoff; uploads the store asked to retry (500, 503)
+        go on within :meth:`close`'s bound."""
+        self._closing = True
+        for b3, unreachable in list(self._backing_off.items()):
+            waiting = self._uploads.get(b3)
+            if waiting is not None and unreachable:
+                waiting.cancel()
+
     async def close(self) -> None:
         if self._connecting is not None:
             self._connecting.cancel()
             await asyncio.gather(self._connecting, return_exceptions=True)
             self._connecting = None
+        self.stop_retrying()
         tasks = list(self._uploads.values())
         if tasks:
             await asyncio.wait(tasks, timeout=30)  # an upload under way may finish

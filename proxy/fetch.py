@@ -60,6 +60,8 @@ _READ_BLOCK = 1 << 20  # size of the pieces read back from the store for streami
 _HEAD_START = 0.5
 #: opens of a file whose blob gc removes meanwhile, before giving up
 _OPEN_TRIES = 5
+#: longest wait at shutdown for complete files to be verified and published
+_CLOSE_FINALIZE = 30.0
 
 
 @dataclass(frozen=True)
@@ -696,16 +698,35 @@ class FetchCore:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def aclose(self) -> None:
+        held = list(self._files.values())
+        for of in held:
+            of.refs += 1  # nothing is let go (its partial closed) until shutdown has looked at it
         tasks = [c.task for c in self._chunks.values() if c.task is not None]
-        tasks += [of.fill for of in self._files.values() if of.fill is not None]
-        tasks += [of.finalizing for of in self._files.values() if of.finalizing is not None]
+        tasks += [of.fill for of in held if of.fill is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._threads:  # chunk commits still writing: a file they complete is finished below
+            await asyncio.wait(list(self._threads), timeout=60)
+        # a file whose every chunk landed is verified and published before the store closes
+        # (a mount unmounted right after a whole read must not leave that to the next open);
+        # its hash has mostly been computed as the chunks came, so this is short
+        complete = [of for of in held
+                    if of.b3 is None and of.error is None and of.partial is not None and of.partial.complete]
+        if complete:
+            finishing = [asyncio.ensure_future(self._finalize(of)) for of in complete]
+            await asyncio.wait(finishing, timeout=_CLOSE_FINALIZE)
+            for t in finishing:
+                t.cancel()
+            await asyncio.gather(*finishing, return_exceptions=True)
+        tasks = [of.finalizing for of in held if of.finalizing is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         # disk work already in threads (a commit, a finalize) finishes before anything closes
         if self._threads:
             await asyncio.wait(list(self._threads), timeout=60)
-        for of in list(self._files.values()):
+        for of in [*held, *self._files.values()]:
             of.refs = 0
             of.fill = None
             self._retire(of)

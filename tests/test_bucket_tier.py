@@ -5,25 +5,33 @@ Nodes are separate homes (in-process proxies, or `hoard prefetch` processes) sha
 bucket. What is proven: a file one node fetched reaches another with no origin bytes; a
 commit-pinned tree resolves from the bucket; a corrupt or truncated object is refused,
 refetched from the origin and rewritten; a store that dies mid-read leaves the read to the
-origin; private content stays out unless the bucket is trusted with it; nodes cold at once
-cost the origin one copy; two uploads of one blob at once are harmless.
+origin, and so does one that dies while a GET streams (cut mid-body by :class:`CutRelay`);
+private content stays out unless the bucket is trusted with it; nodes cold at once cost the
+origin one copy; two uploads of one blob at once are harmless; `hoard prefetch` finds the
+bucket and the store in the environment alone (``HOARD_BLOB_STORE``, ``AWS_ENDPOINT_URL``);
+`hoard mount --blob-store` reads what another node filled with no origin bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
 import logging
+import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
 
 import blake3
 import pytest
 
-from hoard.proxy.bucket import Bucket, parse_blob_store
+from hoard.proxy.bucket import BlobStoreConfig, Bucket, parse_blob_store
 from hoard.proxy.bucket_tier import BLOCK, BucketTier
 from hoard.store.config import StoreConfig
 from hoard.store.errors import UsageError
@@ -31,9 +39,9 @@ from hoard.store.store import Store
 
 from .fakes.content import Content
 from .fakes.hub import FakeHub
-from .harness import ProxyThread, serve_env, wait_for
+from .harness import MountProcess, ProxyThread, serve_env, wait_for
 from .httpcalls import call, raw
-from .seaweed import Seaweed, seaweed, seaweed_env  # noqa: F401 - the fixture
+from .seaweed import REGION, Seaweed, seaweed, seaweed_env  # noqa: F401 - the fixture
 
 MiB = 1 << 20
 CHUNK = 256 << 10
@@ -318,3 +326,189 @@ def test_blob_store_settings_are_checked() -> None:
         load_settings({"home": "/tmp/x", "blob_store": "s3://No"}, {})
     with pytest.raises(UsageError):
         load_settings({"home": "/tmp/x", "upstream": ("ftp://x",)}, {})
+
+
+def test_prefetch_takes_the_bucket_and_its_endpoint_from_the_environment(
+    seaweed: Seaweed, hub: FakeHub, tmp_path: Path
+) -> None:
+    """No flag at all: the bucket from ``HOARD_BLOB_STORE``, the store from
+    ``AWS_ENDPOINT_URL`` and the credentials from ``AWS_ACCESS_KEY_ID``/``..._SECRET_...``,
+    the standard AWS way every other tool of a fleet is configured."""
+    data = Content("fleet-env", 2 * MiB + 3)
+    hub.add_repo("org/env", {"model.safetensors": data})
+    bucket = seaweed.make_bucket()
+    env = seaweed_env(seaweed, serve_env())
+    assert env["AWS_ENDPOINT_URL"] == seaweed.endpoint
+    env["HOARD_BLOB_STORE"] = f"s3://{bucket}/site-a"
+    done = subprocess.run(
+        [sys.executable, "-m", "hoard.cli.main", "prefetch", "huggingface/org/env", "--home", str(tmp_path / "a"),
+         "--hf-endpoint", hub.url],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    keys = seaweed.keys(bucket)
+    assert f"site-a/blobs/{data.blake3}" in keys, (keys, done.stderr)
+    assert f"site-a/aliases/sha256/{data.sha256}" in keys and f"site-a/digests/{data.blake3}" in keys
+    assert seaweed.get(bucket, f"site-a/blobs/{data.blake3}") == data.read()
+
+
+@pytest.mark.fuse
+def test_a_mount_reads_from_the_bucket_what_another_node_filled(seaweed: Seaweed, hub: FakeHub, tmp_path: Path) -> None:
+    """``hoard mount --blob-store s3://...``: a file another node already put in the bucket is
+    read through the mount with no byte from the origin, verified and published locally."""
+    data = Content("fleet-mount", 3 * MiB + 777)
+    hub.add_repo("org/mnt", {"model.safetensors": data})
+    bucket = seaweed.make_bucket()
+    with node(tmp_path, "a", hub, seaweed, bucket) as a:
+        assert get(a.url, "/v1/files/huggingface/org/mnt/model.safetensors") == data.read()
+        wait_for(lambda: uploaded(seaweed, bucket, data.sha256))
+    before = hub.bytes_sent["cdn"]
+    home = tmp_path / "m"
+    with MountProcess(home, tmp_path / "mnt", hub.url, "--blob-store", f"s3://{bucket}",
+                      env=seaweed_env(seaweed, serve_env())) as m:
+        assert m.path("huggingface/org/mnt/model.safetensors").read_bytes() == data.read()
+        assert hub.bytes_sent["cdn"] == before  # not one byte from the origin
+        store = Store(StoreConfig(home))
+        try:
+            wait_for(lambda: store.resolve(f"sha256:{data.sha256}") == data.blake3)  # verified and published
+        finally:
+            store.close()
+
+
+class CutRelay:
+    """A TCP relay between a node and the store, to cut a bucket GET in the middle of its body.
+
+    Bytes pass both ways unchanged until :meth:`cut_after` arms a budget: once that many more
+    bytes have come from the store (over all connections), nothing more from the store is
+    passed on; what arrives is held back and :attr:`cut` is set. When the store's side of a
+    connection closes (the store died), the node's side is closed without the held bytes:
+    the node sees the body end early. A connection opened while the store is down is closed
+    at once. Threads, blocking sockets; ``with CutRelay(port) as relay:``."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.cut = threading.Event()
+        self._budget: int | None = None
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def cut_after(self, nbytes: int) -> None:
+        with self._lock:
+            self._budget = nbytes
+
+    def _spawn(self, fn: Callable[..., None], *args: object) -> None:
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()  # the store is down: as good as refused
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._socks += [client, upstream]
+            self._spawn(self._to_store, client, upstream)
+            self._spawn(self._from_store, upstream, client)
+
+    @staticmethod
+    def _close(*socks: socket.socket) -> None:
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def _to_store(self, client: socket.socket, upstream: socket.socket) -> None:
+        try:
+            while data := client.recv(1 << 16):
+                upstream.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._close(client, upstream)
+
+    def _from_store(self, upstream: socket.socket, client: socket.socket) -> None:
+        try:
+            while data := upstream.recv(1 << 16):
+                with self._lock:
+                    n = len(data) if self._budget is None else min(len(data), self._budget)
+                    if self._budget is not None:
+                        self._budget -= n
+                if n:
+                    client.sendall(data[:n])
+                if n < len(data):
+                    self.cut.set()  # the rest is held back
+        except OSError:
+            pass
+        finally:
+            self._close(upstream, client)
+
+    def __enter__(self) -> CutRelay:
+        self._spawn(self._accept)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.listener.close()
+        with self._lock:
+            socks = list(self._socks)
+        self._close(*socks)
+        for t in self._threads:
+            t.join(5)
+
+
+def test_a_store_that_dies_while_a_get_streams_leaves_the_rest_to_the_origin(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store dies while bucket GETs of a file are streaming into the node (their bodies
+    cut where a relay held them), in the middle of one client's download: the node reads on
+    from the origin from the byte it had reached, and the client gets the whole, exact file."""
+    data = Content("fleet-cut", 40 * MiB + 5)
+    hub.add_repo("org/cut", {"model.safetensors": data})
+    path = "/v1/files/huggingface/org/cut/model.safetensors"
+    with Seaweed(tmp_path / "sw") as sw, CutRelay(sw.ports["s3"]) as relay:  # its own store: this test stops it
+        for name, value in seaweed_env(sw, {}).items():
+            monkeypatch.setenv(name, value)
+        bucket = sw.make_bucket()
+        with node(tmp_path, "a", hub, sw, bucket) as a:
+            get(a.url, path)
+            wait_for(lambda: uploaded(sw, bucket, data.sha256))
+        before = hub.bytes_sent["cdn"]
+        through_relay = BlobStoreConfig(bucket, endpoint=relay.url, region=REGION)
+        with ProxyThread(tmp_path / "b", hub.url, chunk_size=MiB, blob_store=through_relay) as b:
+            where = urlsplit(b.url)
+            conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            assert resp.status == 200
+            got = bytearray(resp.read(4 * MiB))
+            assert got == data.read(0, 4 * MiB) and hub.bytes_sent["cdn"] == before  # from the bucket
+
+            relay.cut_after(64 << 10)  # the GETs under way stop mid-body...
+            rest = threading.Thread(target=lambda: got.extend(resp.read()), daemon=True)
+            rest.start()
+            wait_for(relay.cut.is_set)
+            sw.stop()  # ...and the store dies under them
+            rest.join(120)
+            assert not rest.is_alive()
+            conn.close()
+            assert bytes(got) == data.read()
+            from_origin = hub.bytes_sent["cdn"] - before
+            print(f"the store died mid-GET: the origin sent {from_origin} of the file's {data.size} bytes")
+            assert 0 < from_origin <= data.size - 4 * MiB  # the origin gave the rest, not what the bucket had
+            assert data.blake3 in get(b.url, "/v1/trees/huggingface/org/cut").decode()  # verified, published

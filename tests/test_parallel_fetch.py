@@ -14,7 +14,9 @@ is checked:
 * idle keep-alive connections are reused, and replaced when the origin closed them;
 * the body client decodes chunked and gzip bodies and answers that end with the connection;
 * chunk buffers still viewed by a reader are never reused; the chunk memory stays bounded;
-* ``origin_connections`` comes from flag, environment or config.toml, at least 1.
+* ``origin_connections`` comes from flag, environment or config.toml, at least 1;
+* two ``hoard serve`` processes on one home, both cold on one file at once, cost the origin
+  one copy (the store's chunk locks work with parallel connections).
 
 No sleeps for synchronisation: the rate cap makes the windows, polls are bounded
 (``wait_for``) and the request log says what the origin saw.
@@ -509,3 +511,25 @@ def test_two_processes_on_one_home_fetch_each_chunk_once_over_parallel_connectio
               f"({origin / MODEL.size:.3f}x); misses {misses}; peak ranged requests {peak}")
         assert misses == [1, 1], "both requests must have found the file cold"
         assert origin == MODEL.size, "each byte from the origin once, across both processes"
+
+
+def test_a_file_read_whole_is_published_by_a_shutdown_right_after(hub: FakeHub, tmp_path: Path) -> None:
+    """A mount unmounted the moment a reader got the last byte: every chunk is there, so
+    shutdown verifies and publishes the file rather than leave it to the next open."""
+    home = tmp_path / "home"
+    with ProxyThread(home, hub.url, chunk_size=CHUNK, origin_connections=4) as px:
+        svc = px.server.svc  # type: ignore[union-attr]
+
+        async def read_all_then_shut_down() -> bytes:
+            resolved = await svc.catalog.resolve(parse_address("huggingface/org/model"), svc.config.local_creds)
+            of = await svc.core.open(svc.catalog.file(resolved, "model.safetensors", svc.config.local_creds))
+            try:
+                data = await svc.core.read_bytes(of, 0, MODEL.size)  # as the mount reads: no tail held
+            finally:
+                await svc.core.close(of)
+            await svc.core.aclose()  # at once, as an unmount does
+            return data
+
+        assert px.call(read_all_then_shut_down()) == MODEL.read()
+        assert published(px, MODEL), "a complete file was left unpublished at shutdown"
+    assert hub.bytes_sent["cdn"] == MODEL.size

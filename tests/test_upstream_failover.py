@@ -1,5 +1,6 @@
 """Several parents (``--upstream A,B``): a node uses the first that answers, fails over within
-seconds when it dies mid-file (resuming from the bytes it has), and returns to it later.
+seconds when it dies mid-file (resuming from the bytes it has: the next parent is asked only
+for what is still missing), and returns to it later.
 
 The parents are real ``hoard serve`` processes (so one can be killed); the node is an
 in-process proxy or a ``hoard prefetch`` process; the fake Hub is the origin of both parents.
@@ -124,3 +125,47 @@ def test_prefetch_takes_several_parents_and_skips_a_dead_one(hub: FakeHub, tmp_p
                                    "--local", "--home", str(tmp_path / "node2"), "--upstream", dead, "--upstream", p2.url],
                                   env=serve_env(), capture_output=True, text=True, timeout=120)
         assert repeated.returncode == 0, repeated.stderr
+
+
+def bytes_sent(base: str) -> int:
+    """File bytes a parent has sent to its clients (its /metrics ``hoard_client_bytes_total``)."""
+    status, _, body = raw("GET", f"{base}/metrics")
+    assert status == 200
+    return sum(int(float(v)) for v in re.findall(r"^hoard_client_bytes_total(?:\{[^}]*\})? (\S+)$", body.decode(), re.M))
+
+
+def test_failing_over_asks_the_next_parent_only_for_what_is_still_missing(hub: FakeHub, tmp_path: Path) -> None:
+    """When the first parent dies mid-file, the node keeps every byte that landed from it
+    (whole chunks and the part of a chunk in flight) and asks the second parent only for the
+    rest: the node receives each byte of the file once in all, and the second parent sends no
+    more than what was missing when the first one died."""
+    data = Content("failover-resume", 12 * MiB)
+    hub.add_repo("org/r", {"model.safetensors": data})
+    # p1 fetches one chunk at a time from a slow origin: the node's reads from it stream
+    # slowly, so it dies in the middle of one (the node then holds part of a chunk)
+    hub.fault(origin="cdn", slow=2 * MiB)
+    first = ServeProcess(tmp_path / "p1", hub.url, "--chunk-size", "1MiB", "--origin-connections", "1",
+                         env=serve_env())
+    with first as p1, parent(tmp_path, "p2", hub) as p2, \
+            ProxyThread(tmp_path / "node", "http://127.0.0.1:9", chunk_size=256 << 10,
+                        upstream=(p1.url, p2.url), upstream_retry=60.0) as node:
+        from_p2_before = bytes_sent(p2.url)
+        url = urlsplit(node.url)
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        conn.request("GET", "/v1/files/huggingface/org/r/model.safetensors")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        got = bytearray(resp.read(2 * MiB + (100 << 10)))  # part of the node's ninth chunk
+        # what the node holds now came from p1; more may land from it before it dies
+        had = int(node.metrics.total("hoard_origin_bytes_total"))
+        assert bytes_sent(p2.url) == from_p2_before and had >= len(got)
+        p1.kill()
+        got += resp.read()
+        conn.close()
+        assert bytes(got) == data.read()
+        received = int(node.metrics.total("hoard_origin_bytes_total"))
+        from_p2 = bytes_sent(p2.url) - from_p2_before
+        print(f"file {data.size}: the node had {had} from p1 before it died, received {received} in all; "
+              f"p2 sent {from_p2} ({from_p2 % (256 << 10)} of them the rest of a chunk begun at p1)")
+        assert received == data.size, "each byte reached the node once, over both parents"
+        assert 0 < from_p2 <= data.size - had, "p2 was asked again for bytes the node had from p1"
