@@ -658,6 +658,8 @@ class FetchCore:
                     of.b3 = p.b3
                 continue
             await cf.wait()
+            if cf.done and cf.error is not None and not isinstance(cf.error, asyncio.CancelledError):
+                raise cf.error  # this fetch used its retries: the next loop must not start another
 
     async def _read_blob(self, of: OpenFile, start: int, end: int) -> AsyncIterator[bytes]:
         if of.blob_fd is None:

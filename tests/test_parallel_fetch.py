@@ -533,3 +533,16 @@ def test_a_file_read_whole_is_published_by_a_shutdown_right_after(hub: FakeHub, 
         assert px.call(read_all_then_shut_down()) == MODEL.read()
         assert published(px, MODEL), "a complete file was left unpublished at shutdown"
     assert hub.bytes_sent["cdn"] == MODEL.size
+
+
+def test_a_chunk_that_failed_for_good_fails_its_reader_even_with_no_failure_hold(hub: FakeHub, tmp_path: Path) -> None:
+    """A chunk fetch that used its retries ends the read with its error; the reader must not
+    start the chunk again and again (with ``failure_hold`` 0 nothing else would stop it)."""
+    fetch = FetchConfig(chunk_attempts=2, failure_hold=0)
+    with ProxyThread(tmp_path / "home", hub.url, chunk_size=CHUNK, origin_connections=2, fetch=fetch) as px:
+        hub.fault(origin="cdn", method="GET", status=503)  # every ranged GET, for good
+        got = call("GET", url(px), timeout=60)  # a liveness bound: it must answer, not loop
+        assert got.status is not None and (got.status >= 500 or got.error is not None), got
+        gets = len(hub.find(origin="cdn", method="GET"))
+        print(f"ranged GETs before the read failed: {gets}")
+        assert gets <= 2 * NCHUNKS, f"{gets} GETs: chunks were started again after failing for good"
