@@ -24,6 +24,7 @@ fails is a miss, and the origin answers instead.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -228,6 +229,18 @@ class Bucket:
             raise translate(exc, self._what(name)) from None
         finally:
             body.close()
+
+    async def get_json(self, name: str, *, limit: int = 16 << 20) -> dict[str, Any]:
+        """A small JSON object (lease, digests, alias, tree records), or {} when there is none
+        or it is not one: records in a shared bucket are read as untrusted input."""
+        data = await self.get(name, limit=limit)
+        if not data:
+            return {}
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
 
     async def put(self, name: str, data: bytes, *, if_absent: bool = False) -> bool:
         """Write a small object; with ``if_absent``, False if one exists already (a store

@@ -205,7 +205,7 @@ class FillBoard:
         try:
             if await self.bucket.put(prefix + "lease", lease.doc(), if_absent=True):
                 return self._lead(lease)
-            doc = _doc(await self.bucket.get(prefix + "lease", limit=4096))
+            doc = await self.bucket.get_json(prefix + "lease", limit=4096)
             if not doc:
                 return None  # released just now: plan again next time
             beat = doc.get("beat")
@@ -256,7 +256,7 @@ class FillBoard:
             if self.clock() - checked < 1.0:
                 continue
             checked = self.clock()
-            doc = _doc(await self.bucket.get(fill.prefix + "lease", limit=4096))
+            doc = await self.bucket.get_json(fill.prefix + "lease", limit=4096)
             if not doc:
                 raise Lapsed(f"{fill.prefix}: the fill ended")
             beat = doc.get("beat")
@@ -269,13 +269,3 @@ class FillBoard:
     async def close(self) -> None:
         for lease in list(self.leases.values()):
             await lease.release(clean=False)
-
-
-def _doc(data: bytes | None) -> dict[str, Any]:
-    if not data:
-        return {}
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return doc if isinstance(doc, dict) else {}

@@ -140,7 +140,7 @@ class BucketTier:
             key = bucket_alias(identity)
             if key is None:
                 return None
-            doc = _json(await self.bucket.get(key, limit=4096))
+            doc = await self.bucket.get_json(key, limit=4096)
             b3, recorded = doc.get("b3"), doc.get("size")
             if not is_hex(b3, 64) or not isinstance(recorded, int) or (size is not None and recorded != size):
                 return None
@@ -155,7 +155,7 @@ class BucketTier:
         return digests
 
     async def _digests(self, b3: str) -> BucketBlob | None:
-        doc = _json(await self.bucket.get(f"digests/{b3}"))
+        doc = await self.bucket.get_json(f"digests/{b3}")
         size, hexes = doc.get("size"), doc.get("blake3")
         if doc.get("b3") != b3 or doc.get("block") != BLOCK or not isinstance(size, int) or not isinstance(hexes, str):
             return None
@@ -304,7 +304,7 @@ class BucketTier:
 
     async def get_tree(self, repo_key: str, revision: str) -> dict[str, Any] | None:
         """An immutable revision's tree document, or None."""
-        doc = _json(await self.bucket.get(self.tree_key(repo_key, revision)))
+        doc = await self.bucket.get_json(self.tree_key(repo_key, revision))
         return doc or None
 
     async def put_tree(self, repo_key: str, revision: str, doc: dict[str, Any]) -> None:
@@ -342,14 +342,3 @@ def _file_digests(fd: int, size: int) -> list[bytes]:
     for pos in range(0, size, BLOCK):
         out.append(blake3.blake3(os.pread(fd, min(BLOCK, size - pos), pos)).digest())
     return out
-
-
-def _json(data: bytes | None) -> dict[str, Any]:
-    """A small JSON object from the bucket, or {} for nothing or anything malformed."""
-    if not data:
-        return {}
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
