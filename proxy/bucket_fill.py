@@ -35,7 +35,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from hoard.store.errors import HoardError, NotFound
 
