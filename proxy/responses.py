@@ -176,6 +176,10 @@ async def serve_bytes(
         await resp.prepare(request)
         return resp
     metrics.inc(m.MISSES)
+    if request.transport is not None and rng.length >= _BIG_SEND:
+        # room in the socket for whole blocks: a write the socket takes at once is not first
+        # copied into the transport's buffer (the client is usually as fast as the origin)
+        _widen_send_buffer(request.transport)
     of = await core.open(rf)
     stream = core.read(of, rng.start, rng.end)
     try:
