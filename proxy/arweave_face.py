@@ -48,7 +48,7 @@ from .arweave_lookup import TxLookup, is_manifest
 from .links import header_text
 from .origin import RemoteFile
 from .request import SERVICES
-from .responses import _SendfileResponse, parse_range, serve_bytes
+from .responses import _SendfileResponse, parse_range, serve_bytes, stream_through_core
 from .service import ProxyConfig, Services
 from .sources import spec
 from .sources.arweave import MANIFEST_TYPE
@@ -192,38 +192,7 @@ async def serve_window(
         await resp.prepare(request)
         return resp
     svc.metrics.inc(m.MISSES)
-    return await _stream(request, resp, svc, rf, lo, hi)
-
-
-async def _stream(
-    request: web.Request, resp: web.StreamResponse, svc: Services, rf: RemoteFile, lo: int, hi: int
-) -> web.StreamResponse:
-    """Stream bytes [lo, hi) of a file through the fetch core; the headers go out with the
-    first bytes, so a failure before them is still an honest error status."""
-    core = svc.core
-    of = await core.open(rf)
-    stream = core.read(of, lo, hi)
-    try:
-        first = await anext(stream, b"")
-        await resp.prepare(request)
-        try:
-            if first:
-                await resp.write(first)
-                svc.metrics.inc(m.CLIENT_BYTES, len(first))
-            async for block in stream:
-                await resp.write(block)
-                svc.metrics.inc(m.CLIENT_BYTES, len(block))
-            await resp.write_eof()
-        except ConnectionError:
-            return resp
-        except Exception as exc:  # noqa: BLE001 - headers are out: cut the connection
-            log.warning("%s: aborting response after headers: %s", rf.address, exc)
-            if request.transport is not None:
-                request.transport.close()
-    finally:
-        await stream.aclose()
-        await core.close(of)
-    return resp
+    return await stream_through_core(request, resp, core=svc.core, metrics=svc.metrics, rf=rf, start=lo, end=hi)
 
 
 def _data_headers(svc: Services, txid: str, ref: TxRef, rf: RemoteFile, *, whole: bool) -> dict[str, str]:

@@ -27,7 +27,7 @@ from .fetch import FetchCore
 from .metrics import Metrics
 from .origin import RemoteFile, name_published
 
-__all__ = ["ByteRange", "parse_range", "serve_bytes", "content_type"]
+__all__ = ["ByteRange", "parse_range", "serve_bytes", "stream_through_core", "content_type"]
 
 log = logging.getLogger("hoard.serve")
 
@@ -176,12 +176,28 @@ async def serve_bytes(
         await resp.prepare(request)
         return resp
     metrics.inc(m.MISSES)
-    if request.transport is not None and rng.length >= _BIG_SEND:
+    return await stream_through_core(request, resp, core=core, metrics=metrics, rf=rf, start=rng.start, end=rng.end)
+
+
+async def stream_through_core(
+    request: web.Request,
+    resp: web.StreamResponse,
+    *,
+    core: FetchCore,
+    metrics: Metrics,
+    rf: RemoteFile,
+    start: int,
+    end: int,
+) -> web.StreamResponse:
+    """Send bytes [start, end) of a file through the fetch core as they land. The headers go
+    out with the first bytes, so a failure before them is still an honest error status; after
+    them, a failure cuts the connection (a short body, never a wrong one)."""
+    if request.transport is not None and end - start >= _BIG_SEND:
         # room in the socket for whole blocks: a write the socket takes at once is not first
         # copied into the transport's buffer (the client is usually as fast as the origin)
         _widen_send_buffer(request.transport)
     of = await core.open(rf)
-    stream = core.read(of, rng.start, rng.end)
+    stream = core.read(of, start, end)
     try:
         # the first bytes come before the headers: a failure up to here is still an honest
         # error status (503, 502, 404...), not a 200 with a broken body
