@@ -14,14 +14,13 @@ import gzip
 import hashlib
 import json
 import re
-import threading
-import time
 from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 
 from .content import Content
-from .wire import PLAN, REC, Fault, Origin, RequestRecord, flip, pump
+from .origins import FakeOrigins
+from .wire import PLAN, REC, Fault, RequestRecord, flip, pump
 
 __all__ = ["Replies"]
 
@@ -57,7 +56,7 @@ def _accepts_gzip(header: str) -> bool:
     return False
 
 
-class Replies:
+class Replies(FakeOrigins):
     """Response writing for every route of both origins (a base of `FakeHub`, which sets
     the attributes below in its ``__init__``)."""
 
@@ -66,19 +65,10 @@ class Replies:
     ratelimit_headers: bool
     warning: str | None
     block_size: int
-    time_shift: float
-    _lock: threading.RLock
-    _bytes: dict[str, int]
     _ratelimit: dict[tuple[str, int], int]
 
-    def _now(self) -> float:
-        return time.time() + self.time_shift
-
-    def _count_sent(self, origin: Origin, n: int) -> None:
-        with self._lock:
-            self._bytes[origin] += n
-
-    async def _fault_status(self, request: web.Request, status: int, retry_after: int) -> web.StreamResponse:
+    async def fault_reply(self, request: web.Request, status: int, retry_after: int) -> web.StreamResponse:
+        """What the Hub answers for a status a `Fault` forces (429 with ``Retry-After``)."""
         headers: dict[str, str] = {}
         if status == 429:
             headers["Retry-After"] = str(retry_after)

@@ -17,22 +17,23 @@ corruption, wrong lengths — scoped by path, route and/or txid), `pause`/`resum
 down: connections refused), `drop` (410), `block` (451), per-tx ``cached`` and the
 ``digests_on_head``/``cache_on_read``/``cache_all`` switches. Every request is logged
 (`GatewayRecord`, origin ``"gateway"``); `bytes_sent` and `tx_bytes_sent` count payload bytes.
-The fake never answers 429.
+The fake never answers 429. The server, its log, byte counts and fault registry are
+`tests.fakes.origins.FakeOrigins` (one origin, ``"gateway"``), shared with the other fakes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Coroutine, Iterable, Mapping
-from typing import Any, Self, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 
 from ..content import Content
-from ..wire import PLAN, REC, merge_faults
+from ..origins import Route
+from ..wire import REC, Fault
 from .data_routes import DataRoutes
 from .graphql import execute, target_txid
 from .identity import FakeWallet
@@ -43,11 +44,15 @@ from .ritual import MAX_UPLOAD_SIZE, RitualRepo, seed_repo
 
 __all__ = ["FakeGateway"]
 
-_T = TypeVar("_T")
-
 
 class FakeGateway(DataRoutes, NodeRoutes):
     """Fake ar.io gateway + Arweave node. See the module docstring."""
+
+    ORIGINS = (ORIGIN,)
+    THREAD_NAME = "fake-arweave"
+    CLIENT_MAX_SIZE = 64 << 20
+    FAULT = GatewayFault
+    CANCEL_ON_STOP = True  # e.g. handlers still sleeping out a `latency`
 
     def __init__(
         self,
@@ -66,7 +71,7 @@ class FakeGateway(DataRoutes, NodeRoutes):
         start_height: int = 1_500_000,
         max_upload_size: int = MAX_UPLOAD_SIZE,
     ) -> None:
-        self.host = host
+        super().__init__(host=host)
         self.max_page_size = max_page_size  # GraphQL `first` cap (arweave.net 100, ar.io HEAD 1000)
         self.digests_on_head = digests_on_head  # ETag/X-AR-IO-Digest on HEAD of uncached items
         self.cache_on_read = cache_on_read  # a complete GET caches the item (later GETs: HIT + digests)
@@ -80,95 +85,22 @@ class FakeGateway(DataRoutes, NodeRoutes):
         self.balances: dict[str, int] = {}
         self.weave = Weave(start_height=start_height)
         self._clock = 1_717_171_717.123456  # Unix-Time of the next seeded upload
-        self._lock = threading.RLock()
-        self._log: list[GatewayRecord] = []
-        self._bytes = 0
         self._tx_bytes: dict[str, int] = {}
-        self._faults: list[GatewayFault] = []
-        self._port = 0
-        self._runner: web.AppRunner | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- origin --------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT`` — what ``RepoManager(gateways=[url])`` / ``api_url=url`` get."""
-        return f"http://{self.host}:{self._port}"
+        """``http://127.0.0.1:PORT`` — what ``RepoManager(gateways=[url])`` / ``api_url=url`` get
+        (port 0 before the first `start`)."""
+        return f"http://{self.host}:{self._ports.get(ORIGIN, 0)}"
 
-    def start(self) -> Self:
-        if self._thread is None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            self._thread = threading.Thread(target=loop.run_forever, name="fake-arweave", daemon=True)
-            self._thread.start()
-        self.resume()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self.pause()
-        self._call(self._cancel_leftovers())  # e.g. handlers still sleeping out a `latency`
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-        self._thread = self._loop = None
-
-    def pause(self) -> None:
-        """Gateway down: close the listener and every connection (connection refused until
-        `resume`, which listens on the same port again)."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            self._call(runner.cleanup())
-
-    def resume(self) -> None:
-        if self._runner is None:
-            self._call(self._open())
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
-
-    def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        assert self._loop is not None, "FakeGateway is not started"
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
-
-    @staticmethod
-    async def _cancel_leftovers() -> None:
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _open(self) -> None:
-        app = web.Application(middlewares=[self._middleware()], client_max_size=64 << 20)
-        app.router.add_route("*", "/{tail:.*}", self._route)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self._port)
-        await site.start()
-        self._port = runner.addresses[0][1]
-        self._runner = runner
+    def route(self, origin: str) -> Route:
+        return self._route
 
     # -- request log -----------------------------------------------------------------------
 
-    @property
-    def requests(self) -> list[GatewayRecord]:
-        """A copy of the request log, oldest first."""
-        with self._lock:
-            return list(self._log)
-
-    def find(
+    def find(  # type: ignore[override]
         self,
         path_contains: str | None = None,
         *,
@@ -177,24 +109,13 @@ class FakeGateway(DataRoutes, NodeRoutes):
         route: str | None = None,
         txid: str | None = None,
     ) -> list[GatewayRecord]:
-        return [
-            r
-            for r in self.requests
-            if (path_contains is None or r.has(path_contains))
-            and (method is None or r.method == method.upper())
-            and (status is None or r.status == status)
-            and (route is None or r.route == route)
-            and (txid is None or r.txid == txid)
-        ]
-
-    def count(self, path_contains: str | None = None, **criteria: Any) -> int:
-        return len(self.find(path_contains, **criteria))
+        """Logged requests matching every given criterion (``route``: see `replies.ROUTES`)."""
+        return self._select(path_contains, method, status, route=route, txid=txid)  # type: ignore[return-value]
 
     @property
-    def bytes_sent(self) -> int:
+    def bytes_sent(self) -> int:  # type: ignore[override]
         """Body bytes written since the last `clear_log`."""
-        with self._lock:
-            return self._bytes
+        return sum(super().bytes_sent.values())
 
     @property
     def tx_bytes_sent(self) -> dict[str, int]:
@@ -204,32 +125,8 @@ class FakeGateway(DataRoutes, NodeRoutes):
 
     def clear_log(self) -> None:
         with self._lock:
-            self._log.clear()
-            self._bytes, self._tx_bytes = 0, {}
-
-    # -- faults ----------------------------------------------------------------------------
-
-    def fault(self, **switches: Any) -> GatewayFault:
-        """Register a `GatewayFault` (``path_contains``, ``method``, ``route``, ``txid``, ``times``;
-        ``status``, ``latency``, ``drop_after``, ``stall``/``stall_at``, ``slow``, ``corrupt``,
-        ``wrong_length``/``wrong_length_header``, ``ignore_range``). Returns it (``.hits``)."""
-        fault = GatewayFault(**switches)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_faults(self, record: GatewayRecord) -> Any:
-        with self._lock:
-            hit = [f for f in self._faults if f.matches(record)]
-            for f in hit:
-                f.hits += 1
-                if f.times is not None:
-                    f.times -= 1
-        return merge_faults(list(hit))
+            super().clear_log()
+            self._tx_bytes = {}
 
     # -- state -----------------------------------------------------------------------------
 
@@ -308,36 +205,31 @@ class FakeGateway(DataRoutes, NodeRoutes):
 
     # -- dispatch --------------------------------------------------------------------------
 
-    def _middleware(self) -> Middleware:
-        @web.middleware
-        async def log_and_fault(request: web.Request, handler: Handler) -> web.StreamResponse:
-            path, _, query = request.raw_path.partition("?")
-            route, txid = classify(request.method, path, self.weave)
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            record = GatewayRecord(ORIGIN, request.method, path, query, headers, route=route, txid=txid)
-            if route == "graphql":  # keep what the client asked; a transaction(id:) query names its tx
-                record.graphql = await self._graphql_body(request)
-                record.txid = target_txid(record.graphql)
-            with self._lock:
-                self._log.append(record)
-            plan = self._take_faults(record)
-            request[REC], request[PLAN] = record, plan
-            try:
-                if plan.latency:
-                    await asyncio.sleep(plan.latency)
-                if request.transport is None or request.transport.is_closing():
-                    raise ConnectionError("the client left")
-                if plan.status is not None:
-                    response = await self._fault_status(request, plan.status)
-                else:
-                    response = await handler(request)
-            except ConnectionError:
-                record.aborted = True  # the client hung up (e.g. its read timeout fired)
-                raise asyncio.CancelledError from None  # aiohttp drops it quietly
-            record.status = response.status
-            return response
+    async def _record(self, origin: str, request: web.Request) -> GatewayRecord:
+        """The log entry with the route hit and the tx concerned; for GraphQL, what the client
+        asked (a ``transaction(id:)`` query names its tx)."""
+        plain = await super()._record(origin, request)
+        route, txid = classify(request.method, plain.path, self.weave)
+        record = GatewayRecord(**vars(plain), route=route, txid=txid)
+        if route == "graphql":
+            record.graphql = await self._graphql_body(request)
+            record.txid = target_txid(record.graphql)
+        return record
 
-        return log_and_fault
+    async def _respond(self, request: web.Request, handler: Handler, plan: Fault) -> web.StreamResponse:
+        """As every fake answers, except that a client gone by the time the answer would start
+        (e.g. its read timeout fired during ``latency``) gets none: its record says ``aborted``."""
+        try:
+            if plan.latency:
+                await asyncio.sleep(plan.latency)
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionError("the client left")
+            if plan.status is not None:
+                return await self.fault_reply(request, plan.status, plan.retry_after)
+            return await handler(request)
+        except ConnectionError:
+            request[REC].aborted = True  # the client hung up
+            raise asyncio.CancelledError from None  # aiohttp drops it quietly
 
     @staticmethod
     async def _graphql_body(request: web.Request) -> Any:

@@ -16,7 +16,6 @@ to the size, so ``bytes=-N`` with ``N > size`` and ``bytes=9-`` past the end are
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from ..content import Content
+from ..origins import FakeOrigins
 from ..wire import PLAN, REC, Fault, RequestRecord, pump
 from .model import Tx, Weave
 
@@ -130,18 +130,16 @@ def cannot(method: str, path: str) -> str:
     return head + f"<body>\n<pre>Cannot {method} {path}</pre>\n</body>\n</html>\n"
 
 
-class Replies:
+class Replies(FakeOrigins):
     """Response writing (a base of `FakeGateway`, which sets these attributes)."""
 
     weave: Weave
     cache_on_read: bool
-    _lock: threading.RLock
-    _bytes: int
     _tx_bytes: dict[str, int]
 
     def _count(self, record: GatewayRecord, n: int) -> None:
         with self._lock:
-            self._bytes += n
+            self._count_sent(record.origin, n)
             if record.txid is not None and record.route in ("data", "raw", "tx_data", "tx_data_raw", "chunk"):
                 self._tx_bytes[record.txid] = self._tx_bytes.get(record.txid, 0) + n
 
@@ -210,8 +208,9 @@ class Replies:
         """What Express ``res.send(string)`` writes (ar.io's own answers)."""
         return await self._text(request, status, text, {"Content-Type": "text/html; charset=utf-8", **(headers or {})})
 
-    async def _fault_status(self, request: web.Request, status: int) -> web.StreamResponse:
-        """The answer a forced status gets, worded like the real gateway/node/proxy."""
+    async def fault_reply(self, request: web.Request, status: int, retry_after: int) -> web.StreamResponse:
+        """The answer a forced status gets, worded like the real gateway/node/proxy (which
+        never send ``Retry-After``: ``retry_after`` is unused)."""
         record: GatewayRecord = request[REC]
         data_route = record.route in ("data", "raw")
         if status == 404:

@@ -1,13 +1,12 @@
-"""Several named HTTP origins run as one fake: the lifecycle, request log, faults and answer
+"""Several named HTTP origins run as one fake that answers like a plain CDN: the answer
 writing shared by the GitHub, torch weights and generic URL fakes.
 
-Like `tests.fakes.hub.FakeHub`, every origin is a real aiohttp server on 127.0.0.1, port 0
-(so each is a distinct origin: a client that strips ``Authorization`` across origins can be
-checked), all inside one background thread with its own event loop. Requests become
-`tests.fakes.wire.RequestRecord`s (``origin`` is the origin's name here, e.g. ``"api"``);
-`tests.fakes.wire.Fault` switches are matched and merged exactly as on the fake Hub, and
-bodies go out through `tests.fakes.wire.pump`, which applies drops, stalls, throttling,
-corruption and wrong lengths and counts the bytes per origin.
+The origins themselves — real aiohttp servers on 127.0.0.1 in one loop thread, the request
+log (`tests.fakes.wire.RequestRecord`, ``origin`` is the origin's name here, e.g. ``"api"``),
+the `tests.fakes.wire.Fault` registry and the byte counts — are `tests.fakes.origins.FakeOrigins`,
+shared with the fake Hub and the fake Arweave gateway. Bodies go out through
+`tests.fakes.wire.pump`, which applies drops, stalls, throttling, corruption and wrong lengths
+and counts the bytes per origin.
 
 `serve` answers a file the way a plain CDN does (RFC 9110): ``ETag``/``Last-Modified``,
 ``If-None-Match`` (weak comparison) before ``If-Modified-Since`` → 304, a single
@@ -17,26 +16,21 @@ and optionally no range support at all (200 with the whole body, no ``Accept-Ran
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import re
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any, Self, TypeVar
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
 from ..content import Content
-from ..wire import PLAN, REC, Fault, RequestRecord, merge_faults, pump
+from ..origins import FakeOrigins, Route
+from ..wire import PLAN, REC, Fault, RequestRecord, pump
 
-__all__ = ["FakeServers", "Fault", "RequestRecord", "http_date", "parse_range"]
+__all__ = ["FakeServers", "Fault", "RequestRecord", "Route", "http_date", "parse_range"]
 
-_T = TypeVar("_T")
-Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 UNSATISFIABLE = (-1, -1)
 
@@ -71,119 +65,15 @@ def _etag_matches(header: str, etag: str) -> bool:
     return any(t.strip().removeprefix("W/") == bare for t in header.split(","))
 
 
-class FakeServers:
-    """Base of a multi-origin fake. Subclasses set `ORIGINS` and implement `route(origin)`."""
+class FakeServers(FakeOrigins):
+    """Base of a multi-origin fake that answers like a plain CDN. Subclasses set `ORIGINS`
+    and implement `route(origin)`; the lifecycle, request log and faults are `FakeOrigins`'."""
 
-    ORIGINS: tuple[str, ...] = ()
     THREAD_NAME = "fake-servers"
 
     def __init__(self, *, host: str = "127.0.0.1", block_size: int = 64 * 1024) -> None:
-        self.host = host
+        super().__init__(host=host)
         self.block_size = block_size
-        self.time_shift = 0.0  # added to the clock: expire signed URLs/rate windows without sleeping
-        self._lock = threading.RLock()
-        self._log: list[RequestRecord] = []
-        self._bytes: dict[str, int] = dict.fromkeys(self.ORIGINS, 0)
-        self._faults: list[Fault] = []
-        self._ports: dict[str, int] = {}
-        self._runners: dict[str, web.AppRunner] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def route(self, origin: str) -> Route:
-        raise NotImplementedError
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def origin_url(self, origin: str) -> str:
-        return f"http://{self.host}:{self._ports[origin]}"
-
-    def start(self) -> Self:
-        if self._thread is None:
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, name=self.THREAD_NAME, daemon=True)
-            self._thread.start()
-        self.resume()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self.pause()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-        self._thread = self._loop = None
-
-    def pause(self, origin: str | None = None) -> None:
-        """Close an origin's listener and connections (default: all): *connection refused*."""
-        for name in self.ORIGINS if origin is None else (origin,):
-            runner = self._runners.pop(name, None)
-            if runner is not None:
-                self._call(runner.cleanup())
-
-    def resume(self, origin: str | None = None) -> None:
-        """Listen again on the same port(s); the first start picks free ports."""
-        for name in self.ORIGINS if origin is None else (origin,):
-            if name not in self._runners:
-                self._call(self._open(name))
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
-
-    def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        assert self._loop is not None, f"{type(self).__name__} is not started"
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
-
-    async def _open(self, origin: str) -> None:
-        app = web.Application(middlewares=[self._middleware(origin)])
-        app.router.add_route("*", "/{tail:.*}", self.route(origin))
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self._ports.get(origin, 0))
-        await site.start()
-        self._ports[origin] = runner.addresses[0][1]
-        self._runners[origin] = runner
-
-    def _now(self) -> float:
-        return time.time() + self.time_shift
-
-    # -- request log and faults ----------------------------------------------------------
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        """A copy of the request log, oldest first."""
-        with self._lock:
-            return list(self._log)
-
-    def find(
-        self,
-        path_contains: str | None = None,
-        *,
-        method: str | None = None,
-        origin: str | None = None,
-        status: int | None = None,
-    ) -> list[RequestRecord]:
-        return [
-            r
-            for r in self.requests
-            if (path_contains is None or r.has(path_contains))
-            and (method is None or r.method == method.upper())
-            and (origin is None or r.origin == origin)
-            and (status is None or r.status == status)
-        ]
-
-    def count(self, path_contains: str | None = None, **kw: Any) -> int:
-        return len(self.find(path_contains, **kw))
 
     def trace(self, origins: Iterable[str] | None = None) -> list[str]:
         """The log as ``"origin METHOD target -> status"`` lines (for asserting exact sequences)."""
@@ -192,64 +82,7 @@ class FakeServers:
             f"{r.origin} {r.method} {r.target} -> {r.status}" for r in self.requests if keep is None or r.origin in keep
         ]
 
-    @property
-    def bytes_sent(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._bytes)
-
-    def clear_log(self) -> None:
-        with self._lock:
-            self._log.clear()
-            self._bytes = dict.fromkeys(self.ORIGINS, 0)
-
-    def fault(self, **switches: Any) -> Fault:
-        """Register a `tests.fakes.wire.Fault` (same switches: ``path_contains``, ``origin``,
-        ``method``, ``times``, ``latency``, ``status``, ``retry_after``, ``drop_after``,
-        ``stall``, ``slow``, ``corrupt``, ``wrong_length``, ``ignore_range``...)."""
-        fault = Fault(**switches)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_faults(self, record: RequestRecord) -> Fault:
-        with self._lock:
-            hit = [f for f in self._faults if f.matches(record)]
-            for f in hit:
-                f.hits += 1
-                if f.times is not None:
-                    f.times -= 1
-        return merge_faults(hit)
-
-    def _middleware(self, origin: str) -> Middleware:
-        @web.middleware
-        async def log_and_fault(request: web.Request, handler: Handler) -> web.StreamResponse:
-            path, _, query = request.raw_path.partition("?")
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            record = RequestRecord(origin, request.method, path, query, headers)  # type: ignore[arg-type]
-            with self._lock:
-                self._log.append(record)
-            plan = self._take_faults(record)
-            request[REC], request[PLAN] = record, plan
-            if plan.latency:
-                await asyncio.sleep(plan.latency)
-            if plan.status is not None:
-                response = await self.fault_reply(request, plan.status, plan.retry_after)
-            else:
-                response = await handler(request)
-            record.status = response.status
-            return response
-
-        return log_and_fault
-
     # -- writing answers -----------------------------------------------------------------
-
-    def _count_sent(self, origin: str, n: int) -> None:
-        with self._lock:
-            self._bytes[origin] = self._bytes.get(origin, 0) + n
 
     async def fault_reply(self, request: web.Request, status: int, retry_after: int) -> web.StreamResponse:
         """The answer a `Fault` forces (subclasses shape it like their origin)."""
