@@ -180,7 +180,9 @@ def progress_bar(app: App, description: str, total: int | None, unit_bytes: bool
     else:
         columns += [MofNCompleteColumn()]
     columns.append(TimeRemainingColumn())
-    with Progress(*columns, transient=True) as bar:
+    from rich.console import Console
+
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
 

@@ -369,6 +369,7 @@ class FetchCore:
             of.commits += 1
             commit.add_done_callback(lambda f: self._committed(of, f))
             bad = await asyncio.shield(commit)
+            self.metrics.inc(m.STORED_BYTES, writer.length)  # after the commit: what the size budget counts
         except asyncio.CancelledError:
             if commit is None:
                 writer.abort()

@@ -5,11 +5,15 @@
 (default 80 %), least recently used first, keeping what gc always keeps (pins, content no
 origin can give back, blobs used within ``gc_grace``, open files, partials being filled).
 Measuring the store walks the index (:meth:`Store.usage`), so it is not done on every write:
-the size is *estimated* as the last measure plus the bytes fetched from origins since
-(``hoard_origin_bytes_total``: every byte that lands in a partial came from one). The
-estimate is checked after every publish and every ``tick`` seconds; the store is measured
-for real when the estimate passes the high watermark, and every ``remeasure`` seconds anyway
-(other processes sharing the store add bytes this one does not count). One gc at a time.
+the size is *estimated* as the last measure plus the bytes of fetched chunks written to the
+store since (``hoard_stored_bytes_total``, counted once a chunk's commit is in the index). Not
+the bytes received from origins: those of a chunk still in flight when the store is measured
+would be counted before the measure and never after it, leaving the estimate short of the
+store until the next ``remeasure``. A commit the measure already saw may be counted again,
+which errs on the safe side (one more measure). The estimate is checked after every publish
+and every ``tick`` seconds; the store is measured for real when the estimate passes the high
+watermark, and every ``remeasure`` seconds anyway (other processes sharing the store add
+bytes this one does not count). One gc at a time.
 
 **Followed pins.** A repo pinned by its branch (store/pins.py) should keep a complete copy of
 what the branch names. Every ``pin_refresh`` seconds (default: ``refs_ttl``) each followed
@@ -52,7 +56,7 @@ class Budget:
         self.remeasure = remeasure
         self.measured: int | None = None
         self.measured_at = 0.0
-        self._origin_at_measure = 0.0
+        self._stored_at_measure = 0.0
         self.runs = 0  # gc runs started by the budget (for logs and tests)
 
     @property
@@ -60,15 +64,15 @@ class Budget:
         return self.svc.store.config.max_size
 
     def estimate(self) -> int | None:
-        """The last measure plus the origin bytes fetched since (None before a first measure)."""
+        """The last measure plus the fetched bytes stored since (None before a first measure)."""
         if self.measured is None:
             return None
-        return self.measured + int(self.svc.metrics.total(m.ORIGIN_BYTES) - self._origin_at_measure)
+        return self.measured + int(self.svc.metrics.total(m.STORED_BYTES) - self._stored_at_measure)
 
     async def measure(self) -> int:
-        origin = self.svc.metrics.total(m.ORIGIN_BYTES)
+        stored = self.svc.metrics.total(m.STORED_BYTES)  # read first: a commit after it is counted
         usage = await asyncio.get_running_loop().run_in_executor(None, self.svc.store.usage)
-        self.measured, self.measured_at, self._origin_at_measure = usage["total_bytes"], time.monotonic(), origin
+        self.measured, self.measured_at, self._stored_at_measure = usage["total_bytes"], time.monotonic(), stored
         return self.measured
 
     async def check(self) -> None:

@@ -13,6 +13,7 @@ __all__ = ["Metrics", "NAMES"]
 HITS = "hoard_cache_hits_total"
 MISSES = "hoard_cache_misses_total"
 ORIGIN_BYTES = "hoard_origin_bytes_total"
+STORED_BYTES = "hoard_stored_bytes_total"
 CLIENT_BYTES = "hoard_client_bytes_total"
 ORIGIN_REQUESTS = "hoard_origin_requests_total"
 CHUNKS_FETCHED = "hoard_chunks_fetched_total"
@@ -25,6 +26,7 @@ NAMES = {
     HITS: ("counter", "Files served entirely from the store."),
     MISSES: ("counter", "Files that needed bytes from the origin."),
     ORIGIN_BYTES: ("counter", "Bytes read from origins."),
+    STORED_BYTES: ("counter", "Bytes of fetched chunks written to the store (counted once committed)."),
     CLIENT_BYTES: ("counter", "Bytes sent to clients (HTTP bodies)."),
     ORIGIN_REQUESTS: ("counter", "Range requests sent to origins."),
     CHUNKS_FETCHED: ("counter", "Chunks fetched from origins and stored."),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -348,14 +349,47 @@ def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     return proc.returncode, drawn.decode(errors="replace")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+#: the total's line as cli/progress.py draws it: description, bar, rich's DownloadColumn
+#: ("done/total unit"), TransferSpeedColumn ("?" until it has two samples) and
+#: TimeRemainingColumn ("-:--:--" until it can estimate, then h:mm:ss)
+_TOTAL_LINE = re.compile(r"^prefetch: (?P<finished>\d+)/(?P<files>\d+) file\(s\) .*? "
+                         r"(?P<done>[\d.,]+)/(?P<total>[\d.,]+) (?P<unit>bytes|kB|MB|GB) "
+                         r"(?P<rate>\?|[\d.,]+ (?:bytes|kB|MB|GB)/s) (?P<eta>-:--:--|\d+:\d\d:\d\d)$")
+
+
+def _frames(drawn: str) -> list[str]:
+    """Every line rich drew, its colours and cursor movements taken out: one entry per
+    redraw of each bar (a redraw starts with a carriage return or a cursor move)."""
+    return [line.strip() for line in _ANSI.sub("", drawn).replace("\r", "\n").splitlines() if line.strip()]
+
+
 def test_progress_on_a_terminal_shows_each_file_and_a_total(hub: FakeHub, tmp_path: Path) -> None:
-    hub.fault(origin="cdn", method="GET", slow=2 * MiB)  # a second or two: the bars get drawn
+    """The CDN sends 2 MiB/s and chunks are fetched one at a time (``--origin-connections
+    1``): the weights take a second and a half, about eight redraws of the total's line, which
+    shows files done, bytes done of the bytes to fetch, a rate and the time remaining."""
+    hub.fault(origin="cdn", method="GET", slow=2 * MiB)
     env = dict(serve_env(), HOARD_HOME=str(tmp_path / "home"), HOARD_HF_ENDPOINT=hub.url)
-    code, drawn = _run_on_a_terminal([*HOARD, "prefetch", "org/model", "--chunk-size", "256KiB"], env)
+    code, drawn = _run_on_a_terminal([*HOARD, "prefetch", "org/model", "--chunk-size", "256KiB",
+                                      "--origin-connections", "1"], env)  # fmt: skip
     assert code == 0, drawn
     assert "org/model/model.safetensors" in drawn  # the file's own bar
     assert "prefetch:" in drawn and "file(s)" in drawn  # the total
     assert "/s" in drawn  # a rate
+
+    frames = _frames(drawn)
+    totals = [m for m in map(_TOTAL_LINE.match, frames) if m]  # once the total size is known
+    assert totals, "\n".join(frames)
+    size = sum(hub.file("org/model", p).size for p in (".gitattributes", "config.json", "model.safetensors",
+                                                       "model.onnx"))  # fmt: skip
+    for m in totals:  # rich's decimal units: the bytes of the whole fetch, every frame
+        assert (m["files"], m["total"], m["unit"]) == ("4", f"{size / 1e6:.1f}", "MB"), m.group(0)
+    during = [m for m in totals if float(m["done"]) < float(m["total"])]
+    assert during, "\n".join(frames)  # drawn while bytes were still coming
+    assert any(re.fullmatch(r"\d+:\d\d:\d\d", m["eta"]) and m["rate"] != "?" for m in during), "\n".join(frames)
+    last = totals[-1]  # the final redraw: everything done, nothing remaining
+    assert (last["finished"], last["done"], last["eta"]) == ("4", last["total"], "0:00:00"), "\n".join(frames)
+    print("the total's last redraws:", *[m.group(0) for m in totals[-3:]], sep="\n  ")
 
 
 # -- warming a running hoard serve ---------------------------------------------------------------
@@ -388,8 +422,11 @@ def test_upstream_warms_that_server_and_follows_its_progress(hub: FakeHub, tmp_p
 
 
 def test_a_remote_prefetch_draws_the_servers_progress(hub: FakeHub, tmp_path: Path) -> None:
-    hub.fault(origin="cdn", method="GET", slow=2 * MiB)  # a second or two: the bars get drawn
-    with ServeProcess(tmp_path / "parent", hub.url, "--chunk-size", "256KiB", env=serve_env()) as parent:
+    # 2 MiB/s, one chunk at a time: the server's fetch lasts a second and a half, the bars get
+    # drawn (with its 8 connections at once it could end before the first poll of its job)
+    hub.fault(origin="cdn", method="GET", slow=2 * MiB)
+    with ServeProcess(tmp_path / "parent", hub.url, "--chunk-size", "256KiB", "--origin-connections", "1",
+                      env=serve_env()) as parent:  # fmt: skip
         env = dict(serve_env(), HOARD_HOME=str(tmp_path / "node"))
         code, drawn = _run_on_a_terminal([*HOARD, "prefetch", "org/model", "--upstream", parent.url], env)
     assert code == 0, drawn

@@ -15,8 +15,13 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
+import pty
+import re
+import select
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -459,6 +464,79 @@ def test_without_the_arweave_extra_the_push_names_it(wallet: tuple[Path, str], g
     )  # fmt: skip
     assert proc.returncode == 2 and "pip install 'hoard[arweave]'" in proc.stderr, proc.stderr
     assert gw.requests == []
+
+
+def _on_a_terminal(args: list[str]) -> tuple[int, str, str]:
+    """Run with stderr on a pseudo-terminal and stdout on a pipe (a user at a shell keeping
+    the summary: ``hoard push ... > pushed.txt``); returns (code, what was drawn, stdout)."""
+    master, slave = pty.openpty()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(args, env=dict(serve_env(), COLUMNS="160", TERM="xterm"), stdout=out, stderr=slave,
+                                stdin=subprocess.DEVNULL)  # fmt: skip
+        os.close(slave)
+        drawn = b""
+        while True:
+            if select.select([master], [], [], 1.0)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the terminal's last writer is gone
+                    break
+                if not chunk:
+                    break
+                drawn += chunk
+            elif proc.poll() is not None:
+                break
+        proc.wait(60)
+        os.close(master)
+        out.seek(0)
+        return proc.returncode, drawn.decode(errors="replace"), out.read().decode()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+#: one redraw of a bar of cli/common.py ``progress_bar``: description, bar, rich's
+#: DownloadColumn ("done/total unit"), TransferSpeedColumn and TimeRemainingColumn
+_BAR = re.compile(r"^(?P<what>\S.*?) [━╸╺]+ (?P<done>[\d.,]+)/(?P<total>[\d.,]+) (?P<unit>bytes|kB|MB|GB) "
+                  r"(?P<rate>\?|[\d.,]+ (?:bytes|kB|MB|GB)/s) (?P<eta>-:--:--|\d+:\d\d:\d\d)$")
+
+
+def _bars(drawn: str) -> list[re.Match[str]]:
+    """Every redraw of a bar, colours and cursor movements taken out."""
+    lines = _ANSI.sub("", drawn).replace("\r", "\n").splitlines()
+    return [m for m in (_BAR.match(line.strip()) for line in lines) if m]
+
+
+def test_push_on_a_terminal_draws_a_progress_bar_on_stderr(
+    wallet: tuple[Path, str], gw: FakeGateway, tmp_path: Path
+) -> None:
+    """On a terminal, ``hoard push`` draws its progress where ``hoard prefetch`` draws its
+    own, on stderr (stdout keeps the summary for whoever reads it): the files being hashed,
+    then the push — bytes sent of the bytes to send, a rate and the time remaining. The
+    gateway answers each 256 KiB chunk 0.4 s late, so the bar is redrawn as they go."""
+    wallet_path, address = wallet
+    files = {"config.json": b'{"hidden_size": 8}', "model.onnx": Content("push-bar", 900_000).read()}  # 4 chunks
+    src = model_dir(tmp_path / "src", files)
+    gw.fault(route="post_chunk", latency=0.4)
+    code, drawn, out = _on_a_terminal([*HOARD, "push", str(src), "arweave/me/bar", "--wallet", str(wallet_path),
+                                       "--gateway", gw.url, "--home", str(tmp_path / "home")])  # fmt: skip
+    assert code == 0, drawn
+    assert f"as arweave/{address}/bar@" in out and "\x1b" not in out and "━" not in out, out  # the summary only
+    bars = _bars(drawn)
+    hashing = [m for m in bars if m["what"] == "hashing"]
+    pushing = [m for m in bars if m["what"] == "pushing bar"]
+    assert hashing and pushing, drawn
+
+    # the totals: the directory's bytes, then the data of every transaction (the files,
+    # ritual_manifest.json, the repo manifest)
+    sent = [t for t in gw.weave.txs.values() if t.owner_address == address and t.tag("Repo-Name") == "bar"]
+    assert len(sent) == 4
+    for bars_of, size in ((hashing, sum(len(d) for d in files.values())), (pushing, sum(t.data.size for t in sent))):
+        for m in bars_of:  # rich's decimal units
+            assert (m["total"], m["unit"]) == (f"{size / 1e3:.1f}", "kB"), m.group(0)
+    during = [m for m in pushing if float(m["done"]) < float(m["total"])]
+    assert any(re.fullmatch(r"\d+:\d\d:\d\d", m["eta"]) and m["rate"] != "?" for m in during), drawn
+    last = pushing[-1]
+    assert (last["done"], last["eta"]) == (last["total"], "0:00:00"), last.group(0)
+    print("push's bar, last redraws:", *[m.group(0) for m in pushing[-3:]], sep="\n  ")
 
 
 # --------------------------------------------------------------------------------------
