@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import re
+import select
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -184,3 +187,29 @@ class MountProcess:
             log = self.unmount()
             if exc_type is not None:
                 sys.stderr.write(f"--- hoard mount log ---\n{log[-20000:]}\n")
+
+
+def run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """Run with stderr on a pseudo-terminal and stdout on a file (a user at a shell keeping
+    the output: ``hoard push ... > out``); returns (exit code, what was drawn, stdout)."""
+    master, slave = pty.openpty()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(args, env=dict(env, COLUMNS="160", TERM="xterm"), stdout=out, stderr=slave,
+                                stdin=subprocess.DEVNULL)  # fmt: skip
+        os.close(slave)
+        drawn = b""
+        while True:
+            if select.select([master], [], [], 1.0)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the terminal's last writer is gone
+                    break
+                if not chunk:
+                    break
+                drawn += chunk
+            elif proc.poll() is not None:
+                break
+        proc.wait(60)
+        os.close(master)
+        out.seek(0)
+        return proc.returncode, drawn.decode(errors="replace"), out.read().decode()

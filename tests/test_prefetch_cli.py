@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -29,7 +27,7 @@ from hoard.store.store import Store
 from .fakes.arweave import FakeGateway
 from .fakes.content import Content
 from .fakes.hub import FakeHub
-from .harness import ServeProcess, serve_env, wait_for
+from .harness import ServeProcess, run_on_a_terminal, serve_env, wait_for
 
 MiB = 1 << 20
 HOARD = [sys.executable, "-m", "hoard.cli.main"]
@@ -325,30 +323,6 @@ def test_a_killed_prefetch_resumes_from_the_chunks_stored(hub: FakeHub, tmp_path
     assert cli_json(home, "info", "huggingface/org/model/model.safetensors")["blake3"] == WEIGHTS.blake3
 
 
-def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run with stderr on a pseudo-terminal (as a user at a shell); returns (code, what it drew)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(args, env=dict(env, COLUMNS="160", TERM="xterm"), stdout=subprocess.PIPE,
-                            stderr=slave, stdin=subprocess.DEVNULL)
-    os.close(slave)
-    drawn = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 1.0)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            drawn += chunk
-        elif proc.poll() is not None:
-            break
-    proc.wait(60)
-    os.close(master)
-    return proc.returncode, drawn.decode(errors="replace")
-
-
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 #: the total's line as cli/progress.py draws it: description, bar, rich's DownloadColumn
 #: ("done/total unit"), TransferSpeedColumn ("?" until it has two samples) and
@@ -370,7 +344,7 @@ def test_progress_on_a_terminal_shows_each_file_and_a_total(hub: FakeHub, tmp_pa
     shows files done, bytes done of the bytes to fetch, a rate and the time remaining."""
     hub.fault(origin="cdn", method="GET", slow=2 * MiB)
     env = dict(serve_env(), HOARD_HOME=str(tmp_path / "home"), HOARD_HF_ENDPOINT=hub.url)
-    code, drawn = _run_on_a_terminal([*HOARD, "prefetch", "org/model", "--chunk-size", "256KiB",
+    code, drawn, _ = run_on_a_terminal([*HOARD, "prefetch", "org/model", "--chunk-size", "256KiB",
                                       "--origin-connections", "1"], env)  # fmt: skip
     assert code == 0, drawn
     assert "org/model/model.safetensors" in drawn  # the file's own bar
@@ -428,6 +402,6 @@ def test_a_remote_prefetch_draws_the_servers_progress(hub: FakeHub, tmp_path: Pa
     with ServeProcess(tmp_path / "parent", hub.url, "--chunk-size", "256KiB", "--origin-connections", "1",
                       env=serve_env()) as parent:  # fmt: skip
         env = dict(serve_env(), HOARD_HOME=str(tmp_path / "node"))
-        code, drawn = _run_on_a_terminal([*HOARD, "prefetch", "org/model", "--upstream", parent.url], env)
+        code, drawn, _ = run_on_a_terminal([*HOARD, "prefetch", "org/model", "--upstream", parent.url], env)
     assert code == 0, drawn
     assert f"prefetch on {parent.url}" in drawn and "org/model/model.safetensors" in drawn and "/s" in drawn

@@ -16,12 +16,9 @@ import base64
 import hashlib
 import json
 import os
-import pty
 import re
-import select
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +36,7 @@ from .clientvenv import INFERNET_ML, RITUAL_ARWEAVE, client_python
 from .fakes.arweave import FakeGateway
 from .fakes.content import Content
 from .fakes.hub import FakeHub
-from .harness import MountProcess, ProxyThread, serve_env, wait_for
+from .harness import MountProcess, ProxyThread, run_on_a_terminal, serve_env, wait_for
 from .hfclients.runner import run_script
 from .httpcalls import call
 
@@ -466,32 +463,6 @@ def test_without_the_arweave_extra_the_push_names_it(wallet: tuple[Path, str], g
     assert gw.requests == []
 
 
-def _on_a_terminal(args: list[str]) -> tuple[int, str, str]:
-    """Run with stderr on a pseudo-terminal and stdout on a pipe (a user at a shell keeping
-    the summary: ``hoard push ... > pushed.txt``); returns (code, what was drawn, stdout)."""
-    master, slave = pty.openpty()
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(args, env=dict(serve_env(), COLUMNS="160", TERM="xterm"), stdout=out, stderr=slave,
-                                stdin=subprocess.DEVNULL)  # fmt: skip
-        os.close(slave)
-        drawn = b""
-        while True:
-            if select.select([master], [], [], 1.0)[0]:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # the terminal's last writer is gone
-                    break
-                if not chunk:
-                    break
-                drawn += chunk
-            elif proc.poll() is not None:
-                break
-        proc.wait(60)
-        os.close(master)
-        out.seek(0)
-        return proc.returncode, drawn.decode(errors="replace"), out.read().decode()
-
-
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 #: one redraw of a bar of cli/common.py ``progress_bar``: description, bar, rich's
 #: DownloadColumn ("done/total unit"), TransferSpeedColumn and TimeRemainingColumn
@@ -516,8 +487,8 @@ def test_push_on_a_terminal_draws_a_progress_bar_on_stderr(
     files = {"config.json": b'{"hidden_size": 8}', "model.onnx": Content("push-bar", 900_000).read()}  # 4 chunks
     src = model_dir(tmp_path / "src", files)
     gw.fault(route="post_chunk", latency=0.4)
-    code, drawn, out = _on_a_terminal([*HOARD, "push", str(src), "arweave/me/bar", "--wallet", str(wallet_path),
-                                       "--gateway", gw.url, "--home", str(tmp_path / "home")])  # fmt: skip
+    code, drawn, out = run_on_a_terminal([*HOARD, "push", str(src), "arweave/me/bar", "--wallet", str(wallet_path),
+                                          "--gateway", gw.url, "--home", str(tmp_path / "home")], serve_env())  # fmt: skip
     assert code == 0, drawn
     assert f"as arweave/{address}/bar@" in out and "\x1b" not in out and "━" not in out, out  # the summary only
     bars = _bars(drawn)
